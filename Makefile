@@ -1,0 +1,40 @@
+# Two entry points: `make run` (the main job) and `make test` (the suite).
+# Each creates .venv if missing and (re)installs the project only when
+# pyproject.toml changed; the install is editable, so code edits need none.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip --disable-pip-version-check
+
+.PHONY: run test bench clean help
+
+help:
+	@echo "make run    - set up .venv and run the main job (train, evaluate, report)"
+	@echo "make test   - set up .venv with test extras and run the test suite"
+	@echo "make bench  - run the benchmarks and update BENCHMARKS.md"
+	@echo "make clean  - remove .venv and caches (runs/ is kept)"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Stamps record that the install matches the current pyproject.toml.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install -q -e '.[test]'
+	@touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/digitlab run
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/bench_run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

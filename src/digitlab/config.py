@@ -1,0 +1,145 @@
+"""The one configuration object shared by the CLI, the Python API and training.
+
+A `Config` is frozen and validated; it is saved as `config.json` beside every
+model, so a loaded model knows how its inputs were prepared and how it was
+trained. All defaults live in the table below (grouped, each with its reason);
+presets override some of them (see `models.PRESETS`), command-line options
+override both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import __version__
+from .errors import ConfigError
+
+CONFIG_FILE = "config.json"
+# Bumped when a field changes meaning; older files are still read (unknown
+# fields ignored, missing ones defaulted) so old runs keep loading.
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of a digitlab run, with the reason for each default."""
+
+    # --- model -----------------------------------------------------------
+    preset: str = "seed"  # the tutorial's CNN; other presets trade size for speed/accuracy
+
+    # --- data --------------------------------------------------------------
+    data_dir: str | None = None  # None = the MNIST copy shipped inside the package (offline)
+    download: bool = False  # fetch from public mirrors only when asked: default runs need no network
+    val_fraction: float = 0.2  # the tutorial's 80/20 train/validation split
+    stratify: bool = False  # off = identical to train_test_split(test_size=0.2, random_state=seed)
+    limit: int | None = None  # train on the first N training images, for quick looks; None = all
+
+    # --- training ----------------------------------------------------------
+    epochs: int = 10  # the tutorial's setting; seed CNN's validation accuracy plateaus around here
+    batch_size: int = 128  # the tutorial's setting; fast on 2 CPU cores, stable Adam steps
+    learning_rate: float = 1e-3  # Adam's default, which the tutorial uses implicitly
+    seed: int = 42  # split + weight init + shuffling: the same seed gives the same run
+
+    # --- preprocessing contract (what a model expects as input) --------------
+    image_size: int = 28  # MNIST resolution; models take (N, 28, 28, 1)
+    scale: float = 1.0 / 255.0  # uint8 pixels to [0, 1], as in the tutorial
+    polarity: str = "white-on-black"  # MNIST ink is bright on a dark background
+
+    # --- outputs -----------------------------------------------------------
+    out: str = "runs"  # every run gets its own directory below this one
+    name: str | None = None  # None = "<preset>-<timestamp>"
+
+    # --- bookkeeping (filled in by digitlab, not by users) -------------------
+    version: str = field(default=__version__)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError with a readable message if any value is invalid."""
+        from .models import PRESETS  # the registry itself imports no TensorFlow
+
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.preset in PRESETS, f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
+        need(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1 (got {self.epochs!r})")
+        need(_is_int(self.batch_size) and self.batch_size >= 1, f"batch size must be an integer >= 1 (got {self.batch_size!r})")
+        need(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0 (got {self.seed!r})")
+        need(self.limit is None or (_is_int(self.limit) and self.limit >= 20),
+             f"limit must be an integer >= 20 so that both splits hold images (got {self.limit!r})")
+        need(isinstance(self.val_fraction, (int, float)) and 0.0 < self.val_fraction < 1.0,
+             f"validation fraction must be between 0 and 1 (got {self.val_fraction!r})")
+        need(isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0,
+             f"learning rate must be > 0 (got {self.learning_rate!r})")
+        need(self.image_size == 28, f"image_size must be 28 for MNIST models (got {self.image_size!r})")
+        need(self.polarity in ("white-on-black",), f"unsupported polarity {self.polarity!r}")
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with `changes` applied (None values are ignored: 'not given')."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write as JSON (atomically); `path` may be a file or a model directory."""
+        from .runs import atomic_write_json
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_FILE
+        return atomic_write_json(path, self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+        """Build from a dict, ignoring unknown keys (files from newer versions)."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("config must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Config":
+        """Read a config.json (or the one inside a model directory)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / CONFIG_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{path}: not a readable JSON config ({exc})") from None
+        try:
+            return cls.from_dict(data)
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def make_config(preset: str = "seed", **overrides: Any) -> Config:
+    """Config for `preset`: defaults, then the preset's own, then `overrides`.
+
+    Overrides that are None mean "not given" and leave the default in place,
+    which is how the CLI passes options the user did not type.
+    """
+    from .models import PRESETS
+
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    return Config(preset=preset).replace(**dict(PRESETS[preset].defaults)).replace(**overrides)

@@ -1,0 +1,17 @@
+"""Exceptions whose message is meant for the user (the CLI prints it, exit 2)."""
+
+
+class DigitlabError(Exception):
+    """Base class: a problem the user can fix; the message says what and where."""
+
+
+class DataError(DigitlabError):
+    """A data file is missing, corrupt, truncated or does not match its checksum."""
+
+
+class ConfigError(DigitlabError):
+    """An option or a saved config.json has an invalid value."""
+
+
+class ModelError(DigitlabError):
+    """A model file or run directory is missing or unusable."""

@@ -1,0 +1,137 @@
+"""Run directories and crash-safe file writing.
+
+Every file digitlab writes goes through `atomic_path` (write to a temp file in
+the same directory, fsync, then `os.replace`), so an interrupted run leaves the
+old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from .errors import ModelError
+
+LATEST = "latest"
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success move it into place.
+
+    The temp file keeps `path`'s suffix (or `suffix`) because some writers,
+    like Keras' `model.save`, choose the format from the file extension.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write `data` to `path` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write `obj` as pretty JSON to `path` atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and arrays show up in metrics; turn them into plain JSON.
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create `path` if needed and make sure we can write into it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def new_run_dir(out: str | os.PathLike, name: str | None, preset: str) -> Path:
+    """Create and return a fresh run directory under `out`.
+
+    Names default to `<preset>-<timestamp>`; an existing name gets a numeric
+    suffix rather than being overwritten, so no earlier run is ever lost.
+    """
+    out = check_writable_dir(out)
+    if name is not None and (name == LATEST or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name)):
+        raise ModelError(f"invalid run name {name!r}: use letters, digits, '.', '_' and '-' (and not 'latest')")
+    base = name or f"{preset}-{_dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    for i in range(1, 1000):
+        candidate = out / (base if i == 1 else f"{base}-{i}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise ModelError(f"could not create a run directory for {base!r} in {out}")
+
+
+def set_latest(run_dir: str | os.PathLike) -> None:
+    """Point `<out>/latest` at `run_dir` (a relative symlink, replaced atomically)."""
+    run_dir = Path(run_dir)
+    link = run_dir.parent / LATEST
+    tmp = run_dir.parent / f".{LATEST}.{os.getpid()}.tmp"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_dir.name, tmp, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        # Filesystems without symlinks (some Windows setups): a text pointer.
+        if tmp.is_symlink():
+            tmp.unlink()
+        atomic_write_text(link.with_suffix(".txt"), run_dir.name + "\n")
+
+
+def resolve_run(run: str | os.PathLike | None, out: str | os.PathLike = "runs") -> Path:
+    """Find a run directory: an explicit path, a name under `out`, or the latest."""
+    out = Path(out)
+    if run is None or str(run) == LATEST:
+        link = out / LATEST
+        if link.is_dir():
+            return link.resolve()
+        txt = out / f"{LATEST}.txt"
+        if txt.is_file():
+            return (out / txt.read_text().strip()).resolve()
+        raise ModelError(f"no runs found in {out}/ (train one first with `digitlab run` or `digitlab train`)")
+    for candidate in (Path(run), out / str(run)):
+        if candidate.is_dir():
+            return candidate.resolve()
+    raise ModelError(f"run {str(run)!r} not found (looked for a directory {run} and {out / str(run)})")
