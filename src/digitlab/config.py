@@ -79,6 +79,8 @@ class Config:
              f"validation fraction must be between 0 and 1 (got {self.val_fraction!r})")
         need(isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0,
              f"learning rate must be > 0 (got {self.learning_rate!r})")
+        need(not (self.data_dir and self.download),
+             "give either a data directory or --download, not both")
         need(self.image_size == 28, f"image_size must be 28 for MNIST models (got {self.image_size!r})")
         need(self.polarity in ("white-on-black",), f"unsupported polarity {self.polarity!r}")
 

@@ -1,0 +1,67 @@
+"""Importing Keras/TensorFlow quietly, and seeding them.
+
+TensorFlow's C++ side prints absl/oneDNN/cpu_feature_guard lines to stderr
+while it is imported, before its log level applies, so TF_CPP_MIN_LOG_LEVEL
+alone cannot hide them. We point file descriptor 2 at a temporary file for
+the duration of the import and replay it only if the import fails. oneDNN
+stays on: turning it off would hide one line and cost ~60% of training speed.
+Set DIGITLAB_VERBOSE=1 (the CLI's --verbose) to see everything.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from typing import Any
+
+VERBOSE_ENV = "DIGITLAB_VERBOSE"
+
+
+def verbose() -> bool:
+    """Whether the user asked to see TensorFlow's own log output."""
+    return os.environ.get(VERBOSE_ENV, "") not in ("", "0", "false", "no")
+
+
+def keras() -> Any:
+    """Import and return the `keras` module (TensorFlow backend), quietly."""
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return sys.modules["keras"]
+    # Keras 3 picks its backend at import; tensorflow is what we measured fastest here.
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    if verbose():
+        import tensorflow  # noqa: F401
+        import keras as _keras
+
+        return _keras
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later runtime INFO/WARNING lines
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            import keras as _keras
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    tf.get_logger().setLevel("ERROR")
+    return _keras
+
+
+def tensorflow() -> Any:
+    """Import and return `tensorflow`, quietly (see `keras`)."""
+    keras()
+    import tensorflow as tf
+
+    return tf
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and the backend so a run can be repeated."""
+    keras().utils.set_random_seed(seed)

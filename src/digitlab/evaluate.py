@@ -1,0 +1,71 @@
+"""Evaluation on the test set: Keras' own numbers and scikit-learn's, side by side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .preprocess import to_model_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    import keras
+
+# Large batches: evaluation has no gradients, so memory is small and bigger
+# batches amortise per-call overhead (10,000 images in 10 calls).
+EVAL_BATCH = 1024
+
+
+@dataclass
+class Evaluation:
+    """Metrics (JSON-ready) plus the arrays the figures need."""
+
+    metrics: dict[str, Any]
+    probs: np.ndarray  # (N, 10) softmax outputs
+    y_true: np.ndarray
+    y_pred: np.ndarray
+
+
+def predict_proba(model: "keras.Model", images: np.ndarray, *, scale: float = 1.0 / 255.0) -> np.ndarray:
+    """Class probabilities for uint8 MNIST-format images (batch use, not serving)."""
+    x = to_model_input(images, scale=scale)
+    return np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), dtype=np.float32)
+
+
+def evaluate_model(model: "keras.Model", x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0) -> Evaluation:
+    """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores, confusion matrix."""
+    from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    x = to_model_input(x_test, scale=scale)
+    y = np.asarray(y_test, dtype=np.int32)
+    loss, keras_acc = model.evaluate(x, y, batch_size=EVAL_BATCH, verbose=0)
+    probs = np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), dtype=np.float32)
+    y_pred = probs.argmax(axis=1).astype(np.int32)
+    sk_acc = float(accuracy_score(y, y_pred))
+    labels = list(range(10))
+    report = classification_report(y, y_pred, labels=labels, output_dict=True, zero_division=0)
+    cm = confusion_matrix(y, y_pred, labels=labels)
+    row_sums = cm.sum(axis=1, keepdims=True)
+    cm_norm = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=float), where=row_sums > 0)
+
+    def scores(d: dict[str, float]) -> dict[str, float]:
+        return {"precision": float(d["precision"]), "recall": float(d["recall"]),
+                "f1": float(d["f1-score"]), "support": int(d["support"])}
+
+    metrics = {
+        "test_loss": float(loss),
+        "test_accuracy": float(keras_acc),
+        "accuracy_score": sk_acc,
+        # Keras accumulates accuracy in float32; both count the same argmax
+        # hits, so they may differ only by float rounding, far below one image.
+        "accuracies_agree": bool(abs(float(keras_acc) - sk_acc) < 0.5 / max(len(y), 1)),
+        "n_test": int(len(y)),
+        "errors": int((y_pred != y).sum()),
+        "per_class": {str(c): scores(report[str(c)]) for c in labels},
+        "macro_avg": scores(report["macro avg"]),
+        "weighted_avg": scores(report["weighted avg"]),
+        "confusion_matrix": cm.astype(int).tolist(),
+        "confusion_matrix_normalized": np.round(cm_norm, 6).tolist(),
+    }
+    return Evaluation(metrics=metrics, probs=probs, y_true=y, y_pred=y_pred)

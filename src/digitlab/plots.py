@@ -1,0 +1,414 @@
+"""Figures for exploring MNIST and inspecting a trained model.
+
+Every function takes numpy arrays (or plain dicts), writes one PNG atomically
+and returns its path. Figures are built as `matplotlib.figure.Figure` objects,
+never through `pyplot`: pyplot keeps global state (open figures, the current
+backend) that leaks memory in long runs and fails on headless machines.
+matplotlib and seaborn are imported inside the functions so that importing
+digitlab (or the report module, which reads the figure tables below) stays
+cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from .runs import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+DPI = 100  # small files: the report embeds every PNG as base64
+N_CLASSES = 10
+CORRECT_COLOR = "#1a7f37"  # green
+WRONG_COLOR = "#cf222e"  # red
+TRUE_COLOR = "#0969da"  # blue, for the true class when the prediction is wrong
+NEUTRAL_COLOR = "#8c959f"
+
+
+class FigureInfo(NamedTuple):
+    """A figure the report knows about: its file name, heading and caption."""
+
+    name: str
+    title: str
+    caption: str
+
+
+EXPLORE_FIGURES: tuple[FigureInfo, ...] = (
+    FigureInfo("samples_per_class.png", "One sample per class",
+               "The first training image of each digit 0-9."),
+    FigureInfo("random_samples.png", "Random training samples",
+               "Randomly chosen training images with their labels (fixed seed, so the same run shows the same images)."),
+    FigureInfo("class_distribution.png", "Class distribution",
+               "Number of images per digit in the training and test sets; MNIST is roughly balanced."),
+)
+
+EVAL_FIGURES: tuple[FigureInfo, ...] = (
+    FigureInfo("training_curves.png", "Training curves",
+               "Accuracy and loss per epoch on the training and validation data. A widening gap between "
+               "the two lines is a sign of overfitting."),
+    FigureInfo("confusion_matrix.png", "Confusion matrix",
+               "Rows are true digits, columns predicted digits. Numbers are image counts; colour is the "
+               "share of each true digit (row-normalised), so off-diagonal colour shows systematic confusions."),
+    FigureInfo("test_predictions.png", "First test predictions",
+               "The first test images with the predicted and true digit; mistakes are in red with a red frame."),
+    FigureInfo("random_prediction.png", "A random test image",
+               "A randomly chosen test image (fixed seed; its index is in the figure title) and the model's "
+               "probability for every digit."),
+    FigureInfo("confident_mistakes.png", "Most confident mistakes",
+               "Misclassified test images on which the model was most sure of its wrong answer; often "
+               "ambiguous or mislabelled digits."),
+)
+
+
+# --------------------------------------------------------------------------
+# helpers
+
+
+def _new_figure(width: float, height: float) -> "Figure":
+    from matplotlib.figure import Figure
+
+    # Figure() without pyplot gets a plain canvas; savefig picks Agg for PNG.
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _save(fig: "Figure", path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=DPI)
+    # Figures not created by pyplot are garbage-collected normally; clearing
+    # releases the artists right away in long runs.
+    fig.clear()
+    return path
+
+
+def _as_images(x: Any, idx: Any = None) -> np.ndarray:
+    """Images `x[idx]` as (n, H, W) floats in [0, 1].
+
+    Accepts uint8 or float pixels, with or without a channel axis. Only the
+    selected images are converted: a float copy of all 60,000 training images
+    would cost ~190 MB for a figure that shows 25 of them.
+    """
+    arr = np.asarray(x)
+    if arr.ndim == 4 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    elif arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3:
+        raise ValueError(f"expected images of shape (N, H, W) or (N, H, W, 1), got {arr.shape}")
+    # uint8 pixels, or 0-255 values stored as floats, are scaled down.
+    scale = arr.dtype.kind in "ui" or (arr.size > 0 and float(np.nanmax(arr)) > 1.0)
+    if idx is not None:
+        arr = arr[np.asarray(idx, dtype=np.int64)]
+    out = arr.astype(np.float32)
+    return out / 255.0 if scale else out
+
+
+def _as_labels(y: Any) -> np.ndarray:
+    return np.asarray(y).reshape(-1).astype(np.int64)
+
+
+def _as_probs(probs: Any) -> np.ndarray:
+    arr = np.asarray(probs, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2:
+        raise ValueError(f"expected probabilities of shape (N, classes), got {arr.shape}")
+    return arr
+
+
+def _show_image(ax: "Axes", image: np.ndarray, title: str | None = None, color: str = "black",
+                frame: str | None = None, fontsize: float = 9) -> None:
+    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if frame is None:
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    else:
+        for spine in ax.spines.values():
+            spine.set_edgecolor(frame)
+            spine.set_linewidth(3)
+    if title is not None:
+        ax.set_title(title, color=color, fontsize=fontsize)
+
+
+def _grid(fig: "Figure", n: int, cols: int) -> tuple[list["Axes"], int, int]:
+    """`n` axes in a grid `cols` wide; spare cells are hidden."""
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return axes[:n], rows, cols
+
+
+def _message_figure(path: str | os.PathLike, title: str, message: str) -> Path:
+    fig = _new_figure(6, 2.5)
+    ax = fig.add_subplot()
+    ax.set_axis_off()
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, wrap=True, transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def random_test_index(n_test: int, seed: int = 0) -> int:
+    """The test image `evaluation_figures` shows in random_prediction.png.
+
+    Public so a caller can name the image (e.g. in the report) without
+    re-deriving the choice: the same `n_test` and `seed` give the same index.
+    """
+    if n_test < 1:
+        raise ValueError("need at least one test image")
+    return int(np.random.default_rng(seed).integers(n_test))
+
+
+# --------------------------------------------------------------------------
+# exploring the data
+
+
+def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike) -> Path:
+    """The first image of each class 0-9 in a 2x5 grid, titled with its label."""
+    labels = _as_labels(y)
+    firsts = {d: int(np.argmax(labels == d)) for d in range(N_CLASSES) if np.any(labels == d)}
+    images = dict(zip(firsts, _as_images(x, list(firsts.values())))) if firsts else {}
+    fig = _new_figure(7.5, 3.6)
+    axes, _, _ = _grid(fig, N_CLASSES, 5)
+    for digit, ax in enumerate(axes):
+        if digit in images:
+            _show_image(ax, images[digit], f"label {digit}", fontsize=11)
+        else:
+            # A --limit run can miss a class; say so rather than crash.
+            ax.set_axis_off()
+            ax.set_title(f"label {digit}", fontsize=11)
+            ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle("One training sample per class")
+    return _save(fig, path)
+
+
+def plot_random_samples(x: Any, y: Any, path: str | os.PathLike, *, n: int = 25, seed: int = 0) -> Path:
+    """A square-ish grid of `n` random images (seeded) with their labels."""
+    labels = _as_labels(y)
+    n = min(n, len(labels))
+    if n < 1:
+        return _message_figure(path, "Random training samples", "no images")
+    idx = np.random.default_rng(seed).choice(len(labels), size=n, replace=False)
+    images = _as_images(x, idx)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = _new_figure(1.3 * cols, 1.45 * rows + 0.4)
+    axes, _, _ = _grid(fig, n, cols)
+    for ax, image, i in zip(axes, images, idx):
+        _show_image(ax, image, f"{labels[i]}", fontsize=10)
+    fig.suptitle(f"{n} random training samples (seed {seed})")
+    return _save(fig, path)
+
+
+def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike) -> Path:
+    """Bar charts of images per class, training and test side by side."""
+    sets = [("Training set", _as_labels(y_train), "#0969da")]
+    if y_test is not None:
+        sets.append(("Test set", _as_labels(y_test), "#bf8700"))
+    fig = _new_figure(5 * len(sets), 3.6)
+    axes = fig.subplots(1, len(sets), squeeze=False).ravel()
+    for ax, (title, labels, color) in zip(axes, sets):
+        counts = np.bincount(labels[(labels >= 0) & (labels < N_CLASSES)], minlength=N_CLASSES)
+        bars = ax.bar(np.arange(N_CLASSES), counts, color=color)
+        ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7, padding=2)
+        ax.set_xticks(np.arange(N_CLASSES))
+        ax.set_xlabel("Digit")
+        ax.set_ylabel("Images")
+        ax.set_title(f"{title} ({len(labels):,} images)")
+        # Head room so the count labels above the tallest bar stay inside.
+        ax.set_ylim(0, max(1, counts.max()) * 1.15)
+        ax.spines[["top", "right"]].set_visible(False)
+    return _save(fig, path)
+
+
+def explore_figures(x_train: Any, y_train: Any, y_test: Any, out_dir: str | os.PathLike, *,
+                    seed: int = 0) -> dict[str, Path]:
+    """Write the three EXPLORE_FIGURES into `out_dir`; keys are the file names."""
+    out_dir = Path(out_dir)
+    names = [f.name for f in EXPLORE_FIGURES]
+    return {
+        names[0]: plot_samples_per_class(x_train, y_train, out_dir / names[0]),
+        names[1]: plot_random_samples(x_train, y_train, out_dir / names[1], seed=seed),
+        names[2]: plot_class_distribution(y_train, y_test, out_dir / names[2]),
+    }
+
+
+# --------------------------------------------------------------------------
+# inspecting a model
+
+
+def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike) -> Path:
+    """Accuracy and loss per epoch (1-based), training and validation."""
+    fig = _new_figure(10, 3.8)
+    axes = fig.subplots(1, 2, squeeze=False).ravel()
+    for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
+        n_epochs = 0
+        for key, name, style in ((metric, "training", "-"), (f"val_{metric}", "validation", "--")):
+            values = history.get(key) if history else None
+            if not values:
+                continue
+            values = np.asarray(values, dtype=np.float64)
+            epochs = np.arange(1, len(values) + 1)
+            # Markers make a one-epoch run visible (a line needs two points)
+            # and show where the epochs are on short runs.
+            ax.plot(epochs, values, style, marker="o", markersize=4 if len(values) <= 30 else 0, label=name)
+            n_epochs = max(n_epochs, len(values))
+        ax.set_title(label)
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        if n_epochs:
+            ax.legend()
+            # Whole epochs only: the automatic ticks would label 1.5 or 0.96.
+            if n_epochs <= 20:
+                ax.set_xticks(np.arange(1, n_epochs + 1))
+                ax.set_xlim(0.5, n_epochs + 0.5)
+            else:
+                from matplotlib.ticker import MaxNLocator
+
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
+    return _save(fig, path)
+
+
+def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool = True) -> Path:
+    """Heatmap of a confusion matrix: counts as numbers, colour = row-normalised rate."""
+    import seaborn as sns
+
+    counts = np.asarray(cm, dtype=np.int64)
+    if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {counts.shape}")
+    k = counts.shape[0]
+    if normalize:
+        row_sums = counts.sum(axis=1, keepdims=True)
+        # A class absent from the test set has an all-zero row; keep it 0.
+        colour = counts / np.maximum(row_sums, 1)
+        vmax, cbar_label = 1.0, "share of true class"
+    else:
+        colour = counts.astype(np.float64)
+        vmax, cbar_label = None, "images"
+    fig = _new_figure(7, 5.8)
+    ax = fig.add_subplot()
+    sns.heatmap(colour, ax=ax, annot=counts, fmt="d", cmap="Blues", vmin=0.0, vmax=vmax, square=True,
+                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 8},
+                xticklabels=list(range(k)), yticklabels=list(range(k)), cbar_kws={"label": cbar_label})
+    ax.set_xlabel("Predicted")
+    ax.set_ylabel("True")
+    ax.tick_params(axis="y", rotation=0)
+    ax.set_title(f"Confusion matrix ({int(counts.sum()):,} images, {int(np.trace(counts)):,} correct)")
+    return _save(fig, path)
+
+
+def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 10) -> Path:
+    """The first `n` test images titled "pred P (true T)"; mistakes red and framed."""
+    labels, p = _as_labels(y_true), _as_probs(probs)
+    n = min(n, len(x), len(labels), len(p))
+    if n < 1:
+        return _message_figure(path, "Test predictions", "no test images")
+    images = _as_images(x, np.arange(n))
+    preds = p.argmax(axis=1)
+    fig = _new_figure(8, 1.9 * math.ceil(n / 5) + 0.4)
+    axes, _, _ = _grid(fig, n, 5)
+    for i, ax in enumerate(axes):
+        ok = preds[i] == labels[i]
+        _show_image(ax, images[i], f"pred {preds[i]} (true {labels[i]})",
+                    color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=10)
+    wrong = int((preds[:n] != labels[:n]).sum())
+    fig.suptitle(f"First {n} test images: {n - wrong} correct, {wrong} wrong")
+    return _save(fig, path)
+
+
+def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | os.PathLike, *,
+                           index: int | None = None) -> Path:
+    """One image with its verdict (left) and all class probabilities (right).
+
+    `index`, if given, is printed in the title so a reader can find the image.
+    """
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[-1] == 1:  # one (28, 28, 1) image, not 28 images
+        img = img[..., 0]
+    img = _as_images(img)[0]
+    p = _as_probs(probs)[0]
+    true_label = int(true_label)
+    pred = int(p.argmax())
+    ok = pred == true_label
+    fig = _new_figure(9, 3.8)
+    ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+    _show_image(ax_img, img, f"True: {true_label} / Predicted: {pred} ({100 * p[pred]:.1f}%)",
+                color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=11)
+    classes = np.arange(len(p))
+    colors = [NEUTRAL_COLOR] * len(p)
+    if 0 <= true_label < len(p) and not ok:
+        colors[true_label] = TRUE_COLOR
+    colors[pred] = CORRECT_COLOR if ok else WRONG_COLOR
+    bars = ax_bar.bar(classes, p, color=colors)
+    ax_bar.bar_label(bars, labels=[f"{100 * v:.1f}%" if v >= 0.01 else "" for v in p], fontsize=7, padding=2)
+    ax_bar.set_xticks(classes)
+    ax_bar.set_xlabel("Digit")
+    ax_bar.set_ylabel("Probability")
+    ax_bar.set_ylim(0, 1.12)
+    ax_bar.spines[["top", "right"]].set_visible(False)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors[pred], label="predicted")]
+    if not ok and 0 <= true_label < len(p):
+        handles.append(Patch(color=TRUE_COLOR, label="true"))
+    ax_bar.legend(handles=handles, loc="upper left", fontsize=8, frameon=False)
+    ax_bar.set_title("Predicted probabilities")
+    if index is not None:
+        fig.suptitle(f"Test image #{index}")
+    return _save(fig, path)
+
+
+def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 12) -> Path:
+    """The `n` misclassified images with the highest confidence in the wrong class."""
+    labels, p = _as_labels(y_true), _as_probs(probs)
+    preds = p.argmax(axis=1)
+    conf = p[np.arange(len(p)), preds]
+    wrong = np.flatnonzero(preds != labels)
+    if wrong.size == 0:
+        return _message_figure(path, "Most confident mistakes",
+                               f"No mistakes: all {len(labels):,} test images were classified correctly.")
+    # Stable sort: ties keep test-set order, so the gallery is reproducible.
+    order = wrong[np.argsort(-conf[wrong], kind="stable")][:max(n, 1)]
+    cols = min(6, len(order))
+    fig = _new_figure(1.65 * cols + 0.3, 1.95 * math.ceil(len(order) / cols) + 0.4)
+    axes, _, _ = _grid(fig, len(order), cols)
+    for ax, image, i in zip(axes, _as_images(x, order), order):
+        _show_image(ax, image, f"true {labels[i]} → pred {preds[i]}, {100 * conf[i]:.1f}%",
+                    color=WRONG_COLOR, fontsize=8)
+    fig.suptitle(f"{len(order)} most confident of {wrong.size:,} mistakes")
+    return _save(fig, path)
+
+
+def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x_test: Any, y_test: Any,
+                       probs: Any, out_dir: str | os.PathLike, *, seed: int = 0) -> dict[str, Path]:
+    """Write the EVAL_FIGURES into `out_dir`; keys are the file names.
+
+    training_curves.png is skipped when `history` is empty (an evaluate-only
+    run). The random image is `random_test_index(len(x_test), seed)`; its
+    index is printed in that figure's title.
+    """
+    out_dir = Path(out_dir)
+    labels, p = _as_labels(y_test), _as_probs(probs)
+    names = [f.name for f in EVAL_FIGURES]
+    paths: dict[str, Path] = {}
+    if history:
+        paths[names[0]] = plot_training_curves(history, out_dir / names[0])
+    paths[names[1]] = plot_confusion_matrix(cm, out_dir / names[1])
+    paths[names[2]] = plot_test_predictions(x_test, labels, p, out_dir / names[2])
+    i = random_test_index(len(labels), seed)
+    paths[names[3]] = plot_random_prediction(np.asarray(x_test)[i], labels[i], p[i], out_dir / names[3], index=i)
+    paths[names[4]] = plot_confident_mistakes(x_test, labels, p, out_dir / names[4])
+    return paths

@@ -1,0 +1,145 @@
+"""The CLI end to end on tiny settings, and its error handling."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitlab.cli import main
+
+FIGURES = {"samples_per_class.png", "random_samples.png", "class_distribution.png", "training_curves.png",
+           "confusion_matrix.png", "test_predictions.png", "random_prediction.png", "confident_mistakes.png"}
+SECTIONS = ["summary", "data", "model", "training", "evaluation", "predictions", "timings", "config", "reproduce"]
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(list(args))
+    out = capsys.readouterr()
+    return info.value.code, out.out, out.err
+
+
+def test_run_writes_every_output(tiny_run: Path):
+    files = set(os.listdir(tiny_run))
+    assert {"config.json", "model.keras", "best.keras", "history.json", "history.csv", "metrics.json",
+            "summary.txt", "timings.json", "report.html", "figures"} <= files
+    assert set(os.listdir(tiny_run / "figures")) == FIGURES
+    for png in (tiny_run / "figures").iterdir():
+        with Image.open(png) as img:
+            img.verify()
+            assert img.format == "PNG"
+    assert (tiny_run.parent / "latest").resolve() == tiny_run.resolve()
+    assert "Trainable params: 121,930" in (tiny_run / "summary.txt").read_text()
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["limit"] == 2000 and config["epochs"] == 1 and config["preset"] == "seed"
+
+
+def test_report_has_every_section_and_is_self_contained(tiny_run: Path):
+    html = (tiny_run / "report.html").read_text()
+    for section in SECTIONS:
+        assert f'id="{section}"' in html, section
+    assert html.count("data:image/png;base64,") == len(FIGURES)
+    assert 'src="http' not in html and 'href="http' not in html
+    assert "digitlab run --limit 2000 --epochs 1" in html  # the exact command
+
+
+def test_metrics_agree_with_the_saved_model(tiny_run: Path, mnist):
+    from digitlab.evaluate import evaluate_model
+    from digitlab.models import load_model
+
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["accuracies_agree"] and metrics["n_test"] == 10_000 and not metrics["interrupted"]
+    model, config = load_model(tiny_run)
+    again = evaluate_model(model, mnist.x_test, mnist.y_test, scale=config.scale).metrics
+    assert again["accuracy_score"] == pytest.approx(metrics["accuracy_score"], abs=1e-4)
+    assert again["test_loss"] == pytest.approx(metrics["test_loss"], rel=1e-3)
+    assert metrics["accuracy_score"] > 0.5  # 1 epoch on 1,600 images is far above chance
+
+
+def test_evaluate_and_show_use_the_latest_run(tiny_run: Path, capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "evaluate", "--out", str(tiny_run.parent))
+    assert code == 0 and "accuracy_score" in out and "report" in out
+    code, out, _ = run_cli(capsys, "show", "--out", str(tiny_run.parent), "--index", "0",
+                           "--save", str(tmp_path / "one.png"))
+    assert code == 0
+    assert "test image #0: true label 7, predicted" in out and "% confidence" in out and "top-3" in out
+    assert (tmp_path / "one.png").stat().st_size > 0
+
+
+def test_explore_writes_figures_and_counts(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "explore", "--out", str(tmp_path))
+    assert code == 0
+    assert "5923" in out and "1135" in out  # known class counts (train 0, test 1)
+    assert {p.name for p in tmp_path.iterdir()} == {"samples_per_class.png", "random_samples.png",
+                                                    "class_distribution.png"}
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--epochs", "0"], "epochs must be an integer >= 1"),
+        (["train", "--batch-size", "0"], "batch size must be an integer >= 1"),
+        (["run", "--preset", "nope"], "valid presets: seed"),
+        (["train", "--epochs", "x"], "Invalid value for '--epochs'"),
+        (["evaluate", "no-such-run"], "run 'no-such-run' not found"),
+        (["show", "--index", "-1"], None),
+        (["data", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
+    ],
+)
+def test_bad_input_gives_a_message_and_exit_2(capsys, tmp_path, tiny_run, args, message):
+    if args[0] in ("evaluate", "show"):
+        args = [*args, "--out", str(tiny_run.parent)]
+    code, out, err = run_cli(capsys, *args)
+    assert code == 2
+    assert "Traceback" not in out + err
+    if message:
+        assert message in out + err
+
+
+def test_unwritable_out_dir(capsys, tmp_path):
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "file" / "runs"), "--limit", "100")
+    assert code == 2 and "not writable" in err
+
+
+def test_corrupt_model_file(capsys, tmp_path, tiny_run):
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((tiny_run / "config.json").read_text())
+    (broken / "model.keras").write_bytes((tiny_run / "model.keras").read_bytes()[:5000])
+    code, _, err = run_cli(capsys, "evaluate", str(broken))
+    assert code == 2 and "not a loadable Keras model" in err
+
+
+def test_presets_and_help(capsys):
+    code, out, _ = run_cli(capsys, "presets")
+    assert code == 0 and out.startswith("seed:")
+    for command in ["run", "train", "evaluate", "explore", "show", "presets", "data"]:
+        code, out, _ = run_cli(capsys, command, "--help")
+        assert code == 0 and "Usage" in out
+
+
+def test_tensorflow_import_is_silent_unless_verbose():
+    code = "from digitlab import backend; backend.keras(); import tensorflow as tf; tf.constant(1) + 1"
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DIGITLAB_VERBOSE")}
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**env, "DIGITLAB_VERBOSE": "1"})
+    assert loud.returncode == 0
+    assert "oneDNN" in loud.stderr  # the noise exists, and oneDNN is on (we hide it, not disable it)
+
+
+def test_data_errors_exit_2_without_traceback(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
+    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "data", "--data-dir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr

@@ -1,0 +1,71 @@
+import os
+import stat
+
+import pytest
+
+from digitlab.errors import ModelError
+from digitlab.runs import atomic_path, atomic_write_text, check_writable_dir, new_run_dir, resolve_run, set_latest
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "one")
+    atomic_write_text(target, "two")
+    assert target.read_text() == "two"
+    assert os.listdir(tmp_path) == ["a.txt"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.name.endswith(".keras")  # writers that pick a format by extension still work
+            tmp.write_text("half of a new fi")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "old"
+    assert os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "x.json", "{}")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_run_dirs_are_never_reused(tmp_path):
+    a = new_run_dir(tmp_path, "exp", "seed")
+    b = new_run_dir(tmp_path, "exp", "seed")
+    assert a.name == "exp" and b.name == "exp-2"
+    auto = new_run_dir(tmp_path, None, "seed")
+    assert auto.name.startswith("seed-")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "latest", ""])
+def test_bad_run_names(tmp_path, name):
+    with pytest.raises(ModelError, match="invalid run name"):
+        new_run_dir(tmp_path, name, "seed")
+
+
+def test_latest_pointer_and_resolution(tmp_path):
+    with pytest.raises(ModelError, match="no runs found"):
+        resolve_run(None, tmp_path)
+    first = new_run_dir(tmp_path, "first", "seed")
+    set_latest(first)
+    second = new_run_dir(tmp_path, "second", "seed")
+    set_latest(second)
+    assert resolve_run(None, tmp_path) == second.resolve()
+    assert resolve_run("first", tmp_path) == first.resolve()
+    assert resolve_run(str(first), "elsewhere") == first.resolve()
+    with pytest.raises(ModelError, match="run 'nope' not found"):
+        resolve_run("nope", tmp_path)
+
+
+def test_unwritable_output_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ModelError, match="not writable"):
+        check_writable_dir(blocker / "runs")
