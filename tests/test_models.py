@@ -42,3 +42,19 @@ def test_to_model_input_scales_and_adds_channel():
 def test_to_model_input_rejects_wrong_shapes():
     with pytest.raises(DigitlabError, match=r"expected images of shape \(N, 28, 28\)"):
         to_model_input(np.zeros((2, 32, 32), np.uint8))
+
+
+def test_shipped_pretrained_model_loads_and_scores(mnist):
+    import json
+    from importlib import resources
+
+    from digitlab.evaluate import evaluate_model
+    from digitlab.models import load_model
+
+    folder = resources.files("digitlab") / "pretrained"
+    model, config = load_model(str(folder))
+    assert config.preset == "seed" and model.count_params() == 121_930
+    recorded = json.loads((folder / "metrics.json").read_text())
+    metrics = evaluate_model(model, mnist.x_test, mnist.y_test, scale=config.scale).metrics
+    assert metrics["accuracy_score"] >= 0.987  # the tutorial's range is 98.7-99.2%
+    assert metrics["accuracy_score"] == pytest.approx(recorded["accuracy_score"], abs=1e-4)

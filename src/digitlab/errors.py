@@ -15,3 +15,7 @@ class ConfigError(DigitlabError):
 
 class ModelError(DigitlabError):
     """A model file or run directory is missing or unusable."""
+
+
+class ImageError(DigitlabError):
+    """An input image is unreadable, truncated, too large or not an image at all."""
