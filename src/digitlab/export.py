@@ -1,0 +1,588 @@
+"""Export a trained model to portable formats: ONNX, LiteRT (.tflite), SavedModel, Keras.
+
+    export_model(source, fmt, out=None, quantize="none") -> Path
+
+`source` is a run directory or run name (under runs/), a model directory (one
+holding model.keras + config.json) or a .keras file; None means the latest run.
+
+Default output, inside the source model's directory:
+
+    onnx        model.onnx             (model.int8.onnx, model.float16.onnx when quantized)
+    litert      model.tflite           (model.int8.tflite, model.float16.tflite)
+    savedmodel  savedmodel/            (a TensorFlow SavedModel directory)
+    keras       --out is required      (an inference-only .keras: no optimizer state)
+
+`out` may be a file name (or a directory name for savedmodel) or an existing
+directory, which then receives the default file name. Every artifact gets:
+
+- a metadata sidecar `<artifact>.json` (preset, labels, preprocessing contract,
+  test accuracy from metrics.json when present, source model sha256, digitlab
+  version, format, quantization, the artifact's own size and sha256);
+- for ONNX, the same metadata inside the model as `metadata_props` (JSON
+  values under `digitlab.*` keys);
+- `config.json` beside it (copied when the output is outside the source
+  directory), so a runner can be opened from the artifact's directory.
+
+Every model is traced once as `tf.function(image: float32[None, 28, 28, 1])`
+calling the model with `training=False`, which is the explicit input signature
+the converters need and drops augmentation/dropout layers (inactive at
+inference); Sequential models have such layers stripped outright. After an
+export the artifact is run on 200 MNIST test images and compared with Keras
+(recorded as `export_check`); for float formats a probability difference
+above 1e-4 aborts the export (the file is not kept).
+
+Ensembles (not shipped yet): export each member plus a manifest; a single
+averaged graph can be added when an ensemble preset exists.
+
+Version notes: tf2onnx 1.17 works with NumPy 2 and TF 2.21 through
+`from_function` (its `from_keras` fails on Keras 3 models: KeyError on
+keras_tensor names), so we always convert a tf.function. LiteRT export uses
+builtin ops only (no Flex ops: the standalone `ai-edge-litert` interpreter
+lacks them) and converts a frozen concrete function: an unfrozen one keeps
+READ_VARIABLE ops without values (NaN outputs, failed int8 calibration).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from . import __version__
+from .errors import ConfigError, ModelError
+
+FORMATS = ("onnx", "litert", "savedmodel", "keras")
+QUANTIZATIONS = ("none", "float16", "int8")
+ONNX_FILE = "model.onnx"
+TFLITE_FILE = "model.tflite"
+SAVEDMODEL_DIR = "savedmodel"
+METADATA_SUFFIX = ".json"  # model.onnx -> model.onnx.json
+INPUT_NAME = "image"
+OUTPUT_NAME = "probabilities"
+ONNX_OPSET = 17  # ONNX Runtime >= 1.17 runs it; tf2onnx 1.17 writes it
+META_PREFIX = "digitlab."  # ONNX metadata_props keys
+PARITY_TOLERANCE = 1e-4  # max |p_exported - p_keras| for float32 exports
+REPRESENTATIVE_IMAGES = 200  # MNIST training images used to calibrate int8
+
+# Layers that are identity at inference time (training=False) and only get in
+# the way of converters: augmentation, noise and dropout.
+_INFERENCE_NOOP_PREFIXES = ("Random", "Gaussian", "Dropout", "SpatialDropout", "AlphaDropout")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def metadata_path(artifact: str | os.PathLike) -> Path:
+    """The sidecar JSON of an exported artifact (`model.onnx` -> `model.onnx.json`)."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + METADATA_SUFFIX)
+
+
+def read_metadata(artifact: str | os.PathLike) -> dict[str, Any]:
+    """Metadata of an exported artifact: the sidecar JSON, else (ONNX) the embedded props."""
+    artifact = Path(artifact)
+    side = metadata_path(artifact)
+    if side.is_file():
+        try:
+            return json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{side}: unreadable metadata ({exc})") from None
+    if artifact.suffix == ".onnx" and artifact.is_file():
+        return read_onnx_metadata(artifact)
+    raise ModelError(f"no metadata found for {artifact} (expected {side})")
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The `digitlab.*` metadata_props of an ONNX file, JSON-decoded (no onnx package needed)."""
+    import onnxruntime as ort
+
+    try:
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+        raise ModelError(f"{path}: not a loadable ONNX model ({str(exc)[:200]})") from None
+    props = sess.get_modelmeta().custom_metadata_map
+    out: dict[str, Any] = {}
+    for key, value in props.items():
+        if key.startswith(META_PREFIX):
+            try:
+                out[key[len(META_PREFIX):]] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key[len(META_PREFIX):]] = value
+    return out
+
+
+def resolve_source(source: str | os.PathLike | None, runs_dir: str | os.PathLike = "runs") -> Path:
+    """The .keras file to export: from a run name/dir, a model dir, a .keras file or None (latest run)."""
+    from .models import MODEL_FILE
+    from .runs import resolve_run
+
+    if source is not None:
+        p = Path(source)
+        if p.is_file():
+            if p.suffix != ".keras":
+                raise ModelError(f"{p}: export needs a .keras model (or a run/model directory), got a {p.suffix or 'plain'} file")
+            return p
+        if p.is_dir():
+            if not (p / MODEL_FILE).is_file():
+                raise ModelError(f"{p}: no {MODEL_FILE} in this directory")
+            return p / MODEL_FILE
+    run_dir = resolve_run(source, runs_dir)
+    model_file = run_dir / MODEL_FILE
+    if not model_file.is_file():
+        raise ModelError(f"{run_dir}: no {MODEL_FILE} in this run (was it interrupted before the first epoch?)")
+    return model_file
+
+
+def default_name(fmt: str, quantize: str) -> str:
+    q = "" if quantize == "none" else f".{quantize}"
+    if fmt == "onnx":
+        return f"model{q}.onnx"
+    if fmt == "litert":
+        return f"model{q}.tflite"
+    if fmt == "savedmodel":
+        return SAVEDMODEL_DIR
+    return "model.keras"
+
+
+def _output_path(model_file: Path, fmt: str, quantize: str, out: str | os.PathLike | None) -> Path:
+    name = default_name(fmt, quantize)
+    if out is None:
+        if fmt == "keras":
+            raise ConfigError("--out is required for --format keras (the source already is a .keras file)")
+        return model_file.parent / name
+    out = Path(out)
+    if fmt != "savedmodel" and out.is_dir():
+        return out / name
+    if fmt == "savedmodel" and out.is_dir() and not (out / "saved_model.pb").is_file() and any(out.iterdir()):
+        # An existing non-empty directory that is not a SavedModel: put ours inside it.
+        return out / name
+    suffix = {"onnx": ".onnx", "litert": ".tflite", "keras": ".keras"}.get(fmt)
+    if suffix and out.suffix != suffix:
+        raise ConfigError(f"--out {out}: a {fmt} file must end in {suffix} (or name an existing directory)")
+    return out
+
+
+# --------------------------------------------------------------------------- model preparation
+
+
+def _noop_at_inference(layer: Any) -> bool:
+    return type(layer).__name__.startswith(_INFERENCE_NOOP_PREFIXES)
+
+
+def inference_model(model: Any) -> Any:
+    """`model` without layers that do nothing at inference (augmentation, dropout, noise).
+
+    Sequential models are rebuilt from their remaining layers (weights are
+    shared, not copied). Other models are returned as they are: tracing with
+    training=False already leaves those layers out of the graph.
+    """
+    keras = _keras()
+    if isinstance(model, keras.Sequential) and any(_noop_at_inference(layer) for layer in model.layers):
+        kept = [layer for layer in model.layers if not _noop_at_inference(layer)]
+        shape = tuple(model.input_shape[1:])
+        stripped = keras.Sequential([keras.Input(shape=shape, name=INPUT_NAME), *kept], name=model.name)
+        return stripped
+    return model
+
+
+def _check_io(model: Any, config: Any) -> None:
+    size = config.image_size
+    in_shape = tuple(model.input_shape)
+    out_shape = tuple(model.output_shape)
+    if in_shape[1:] != (size, size, 1) or out_shape[1:] != (10,):
+        raise ModelError(f"export supports models mapping (N, {size}, {size}, 1) to (N, 10); "
+                         f"this one maps {in_shape} to {out_shape}")
+
+
+def _keras() -> Any:
+    from . import backend
+
+    return backend.keras()
+
+
+def _tf() -> Any:
+    from . import backend
+
+    return backend.tensorflow()
+
+
+def _serving_function(model: Any, size: int) -> Any:
+    """The model as one tf.function with an explicit float32 [None, size, size, 1] signature."""
+    tf = _tf()
+    spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
+
+    @tf.function(input_signature=spec)
+    def serve(image):  # noqa: ANN001 - the argument name becomes the graph input name
+        return {OUTPUT_NAME: model(image, training=False)}
+
+    return serve, spec
+
+
+# --------------------------------------------------------------------------- per-format writers
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide converter chatter (C++ stderr lines, absl/root warnings) unless --verbose.
+
+    What was printed is replayed if the conversion fails, so no clue is lost.
+    """
+    from . import backend
+
+    if backend.verbose():
+        yield
+        return
+    root = logging.getLogger()
+    absl = logging.getLogger("absl")
+    levels = root.level, absl.level
+    root.setLevel(logging.ERROR)
+    absl.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace")[-4000:])
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            root.setLevel(levels[0])
+            absl.setLevel(levels[1])
+
+
+def _to_onnx_bytes(model: Any, size: int) -> bytes:
+    try:
+        import tf2onnx
+    except ImportError:
+        raise ModelError("ONNX export needs tf2onnx: pip install 'digitlab[export]'") from None
+    serve, spec = _serving_function(model, size)
+    try:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=ONNX_OPSET)
+    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+        raise ModelError(f"ONNX conversion failed ({type(exc).__name__}: {str(exc)[:300]})") from None
+    # tf2onnx names the graph input after the signature and the output after
+    # the dict key already; make sure, since runners and docs rely on them.
+    if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
+        raise ModelError(f"unexpected ONNX graph names: inputs {[i.name for i in proto.graph.input]}, "
+                         f"outputs {[o.name for o in proto.graph.output]}")
+    proto.producer_name = "digitlab"
+    proto.producer_version = __version__
+    return proto.SerializeToString()
+
+
+def _onnx_float16(onnx_bytes: bytes) -> bytes:
+    """Store float32 weights as float16 (half the file); compute stays float32.
+
+    Each converted initializer is followed by a Cast back to float32, which
+    ONNX Runtime folds once at load time, so speed is that of the float model.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load_from_string(onnx_bytes)
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        arr = numpy_helper.to_array(init)
+        if arr.size < 16:  # tiny constants (shapes, scalars): not worth a Cast
+            continue
+        half = numpy_helper.from_array(arr.astype(np.float16), name=init.name + "__fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
+                                      name=init.name + "__cast"))
+    for i, node in enumerate(casts):
+        graph.node.insert(i, node)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def _onnx_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
+    """Static int8 quantisation (QDQ, per-channel weights), calibrated on MNIST training images."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(np.split(calibration, max(1, len(calibration) // 20)))
+
+        def get_next(self):  # noqa: ANN201
+            batch = next(self._it, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    with tempfile.TemporaryDirectory(prefix="digitlab-q-") as tmp:
+        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(onnx_bytes)
+        quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+        return dst.read_bytes()
+
+
+def _write_savedmodel(model: Any, size: int, dest: Path) -> None:
+    """tf.saved_model with one `serving_default` signature: image -> {probabilities}."""
+    tf = _tf()
+    serve, _ = _serving_function(model, size)
+    module = tf.Module()
+    module.model = model  # tracks the variables
+    module.serve = serve
+    tf.saved_model.save(module, str(dest), signatures={"serving_default": serve.get_concrete_function()})
+
+
+def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarray | None) -> bytes:
+    tf = _tf()
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    serve, _ = _serving_function(model, size)
+    # Freeze the weights into constants: a function that reads Keras 3
+    # variables converts to READ_VARIABLE ops, whose values LiteRT then lacks.
+    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
+    if quantize == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif quantize == "int8":
+        assert calibration is not None
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        # Input and output stay float32 (quantize/dequantize at the edges),
+        # so every runner keeps the same float interface.
+
+        def representative():  # noqa: ANN202
+            for i in range(len(calibration)):
+                yield [calibration[i:i + 1]]
+
+        conv.representative_dataset = representative
+    try:
+        return conv.convert()
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"LiteRT conversion failed ({type(exc).__name__}: {str(exc)[:300]})") from None
+
+
+def _write_dir_atomically(dest: Path, writer: Any) -> None:
+    """Build a directory next to `dest`, then swap it in (the old one is removed only after)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+    try:
+        writer(tmp / "out")
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(tmp / "out", dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def calibration_images(config: Any, n: int = REPRESENTATIVE_IMAGES, seed: int = 0) -> np.ndarray:
+    """`n` MNIST training images (seeded choice) as model input, for int8 calibration."""
+    from .data import load_mnist_data
+    from .preprocess import to_model_input
+
+    # The packaged copy: always there, and what every digitlab model was trained on
+    # (a run's own data_dir may not exist on the machine that exports it).
+    data = load_mnist_data()
+    idx = np.random.default_rng(seed).choice(len(data.x_train), size=n, replace=False)
+    return to_model_input(data.x_train[np.sort(idx)], scale=config.scale)
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_params: int) -> dict[str, Any]:
+    metrics = {}
+    metrics_file = model_file.parent / "metrics.json"
+    if metrics_file.is_file():
+        try:
+            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metrics = {}
+    size = config.image_size
+    return {
+        "format": fmt,
+        "quantization": quantize,
+        "digitlab_version": __version__,
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "preset": config.preset,
+        "labels": [str(i) for i in range(10)],
+        "input": {"name": INPUT_NAME, "shape": [None, size, size, 1], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": [None, 10], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), index = digit"},
+        "preprocessing": {"image_size": size, "scale": config.scale, "polarity": config.polarity,
+                          "value_range": [0.0, 1.0],
+                          "recipe": "uint8 28x28 grayscale, white digit on black; x = pixels * scale; "
+                                    "shape (N, 28, 28, 1) float32"},
+        "test_accuracy": metrics.get("test_accuracy"),
+        "parameters": n_params,
+        "source_model": {"file": model_file.name, "sha256": sha256_file(model_file)},
+        "config": config.to_dict(),
+    }
+
+
+def _embed_onnx_metadata(onnx_bytes: bytes, meta: dict[str, Any]) -> bytes:
+    import onnx
+
+    model = onnx.load_from_string(onnx_bytes)
+    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = META_PREFIX + key, json.dumps(value)
+    model.doc_string = (f"digitlab {meta['preset']} digit classifier: input '{INPUT_NAME}' float32 "
+                        f"(N,28,28,1) = pixels/255 white-on-black; output '{OUTPUT_NAME}' (N,10)")
+    return model.SerializeToString()
+
+
+# --------------------------------------------------------------------------- parity check
+
+
+def _check_inputs(config: Any, n: int) -> tuple[np.ndarray, str]:
+    """The first `n` MNIST test images as model input; synthetic ones if MNIST cannot be read."""
+    from .errors import DigitlabError
+    from .preprocess import to_model_input
+
+    try:
+        from .data import load_mnist_data
+
+        return to_model_input(load_mnist_data().x_test[:n], scale=config.scale), "MNIST test images"
+    except (DigitlabError, OSError):
+        rng = np.random.default_rng(0)
+        # Sparse bright strokes on black, like MNIST, rather than uniform noise.
+        return (rng.random((n, 28, 28, 1)) ** 6).astype(np.float32), "synthetic inputs"
+
+
+def parity_check(artifact: Path, model: Any, fmt: str, config: Any, n: int = 200) -> dict[str, Any]:
+    """Run `artifact` on `n` MNIST test images and compare with the Keras model."""
+    x, what = _check_inputs(config, n)
+    ref = np.asarray(model(x, training=False), dtype=np.float32)
+    if fmt == "onnx":
+        from .runtimes import OnnxRunner
+
+        got = OnnxRunner(artifact, threads=1)(x)
+    elif fmt == "litert":
+        from .runtimes import LiteRTRunner
+
+        got = LiteRTRunner(artifact, threads=1)(x)
+    elif fmt == "savedmodel":
+        tf = _tf()
+        loaded = tf.saved_model.load(str(artifact))
+        got = loaded.signatures["serving_default"](**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
+    else:
+        reloaded = _keras().models.load_model(artifact, compile=False)
+        got = np.asarray(reloaded(x, training=False))
+    return {"max_abs_diff": float(np.abs(got - ref).max()),
+            "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),
+            "images": int(len(x)), "inputs": what}
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str | os.PathLike | None = None,
+                 quantize: str = "none", *, runs_dir: str | os.PathLike = "runs",
+                 check: bool = True) -> Path:
+    """Export the model at `source` as `fmt`; return the artifact's path (see module doc)."""
+    from .config import CONFIG_FILE
+    from .models import load_model
+    from .runs import atomic_path, atomic_write_bytes, atomic_write_json
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantize!r}; choose from: {', '.join(QUANTIZATIONS)}")
+    if quantize != "none" and fmt not in ("onnx", "litert"):
+        raise ConfigError(f"--quantize {quantize} is available for onnx and litert, not {fmt}")
+
+    model_file = resolve_source(source, runs_dir)
+    dest = _output_path(model_file, fmt, quantize, out)
+    if dest.resolve() == model_file.resolve():
+        raise ConfigError(f"--out {dest} is the source model itself; choose another path")
+    model, config = load_model(model_file)
+    _check_io(model, config)
+    model = inference_model(model)
+    size = config.image_size
+    meta = build_metadata(config, model_file, fmt, quantize, int(model.count_params()))
+    calibration = calibration_images(config) if quantize == "int8" else None
+    # A sidecar from an earlier export describes the old file (runners check
+    # its sha256): drop it now; the new one is written after the check.
+    metadata_path(dest).unlink(missing_ok=True)
+
+    if fmt == "onnx":
+        with _quiet():
+            data = _to_onnx_bytes(model, size)
+            if quantize == "float16":
+                data = _onnx_float16(data)
+            elif quantize == "int8":
+                data = _onnx_int8(data, calibration)
+        atomic_write_bytes(dest, _embed_onnx_metadata(data, meta))
+    elif fmt == "litert":
+        with _quiet():
+            data = _to_tflite_bytes(model, size, quantize, calibration)
+        atomic_write_bytes(dest, data)
+    elif fmt == "savedmodel":
+        with _quiet():
+            _write_dir_atomically(dest, lambda p: _write_savedmodel(model, size, p))
+    else:  # keras: an inference-only copy (no optimizer state, no training-only layers)
+        with atomic_path(dest) as tmp:
+            # from_config builds an uncompiled twin (clone_model would carry
+            # the optimizer and its two slots per weight: 3x the file size).
+            clean = type(model).from_config(model.get_config())
+            clean.set_weights(model.get_weights())
+            clean.save(tmp)
+
+    # Runners read config.json beside the file; the check below uses one.
+    if dest.parent.resolve() != model_file.parent.resolve() or not (dest.parent / CONFIG_FILE).is_file():
+        config.save(dest.parent / CONFIG_FILE)
+    if check:
+        result = parity_check(dest, model, fmt, config)
+        meta["export_check"] = result
+        if quantize == "none" and result["max_abs_diff"] > PARITY_TOLERANCE:
+            _remove(dest)
+            raise ModelError(f"exported {fmt} model disagrees with Keras (max |dp| = {result['max_abs_diff']:.2e} "
+                             f"> {PARITY_TOLERANCE:g}); nothing was written")
+
+    meta["file"] = _artifact_info(dest)
+    atomic_write_json(metadata_path(dest), meta)
+    return dest
+
+
+def _artifact_info(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return {"name": path.name, "bytes": sum(p.stat().st_size for p in files)}
+    return {"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()

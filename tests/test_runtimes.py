@@ -1,0 +1,212 @@
+"""Runtimes: choosing an engine, opening files, bad files, and prediction without TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from digitlab.errors import ModelError
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model_dir(tiny_run, tmp_path_factory):
+    """A copy of the tiny run with model.onnx and model.tflite exported beside model.keras."""
+    from digitlab.export import export_model
+
+    d = tmp_path_factory.mktemp("runtimes") / "tiny"
+    d.mkdir()
+    for name in ("model.keras", "config.json", "metrics.json"):
+        shutil.copy2(tiny_run / name, d / name)
+    export_model(d, "onnx")
+    export_model(d, "litert")
+    return d
+
+
+@pytest.fixture(scope="module")
+def x(mnist):
+    from digitlab.preprocess import to_model_input
+
+    return to_model_input(mnist.x_test[:300])
+
+
+def test_auto_prefers_onnx_and_explicit_runtimes_work(model_dir, x):
+    from digitlab.runtimes import RUNTIMES, choose_runtime, open_runner
+
+    assert set(RUNTIMES) == {"keras", "onnx", "litert"}
+    assert choose_runtime(model_dir) == "onnx"
+    outputs = {}
+    for runtime in ("auto", "keras", "onnx", "litert"):
+        runner = open_runner(model_dir, runtime)
+        assert runner.name == ("onnx" if runtime == "auto" else runtime)
+        assert runner.config.preset == "seed"
+        out = runner(x)
+        assert out.shape == (300, 10) and out.dtype == np.float32
+        outputs[runner.name] = out
+    for name in ("onnx", "litert"):
+        assert np.abs(outputs[name] - outputs["keras"]).max() <= 1e-4
+    # a file decides by its suffix
+    assert open_runner(model_dir / "model.tflite").name == "litert"
+    assert open_runner(model_dir / "model.onnx").name == "onnx"
+
+
+def test_auto_falls_back_to_keras_without_onnx_or_with_a_stale_one(model_dir, tmp_path):
+    from digitlab.runtimes import choose_runtime
+
+    d = tmp_path / "m"
+    shutil.copytree(model_dir, d)
+    meta_file = d / "model.onnx.json"
+    meta = json.loads(meta_file.read_text())
+    meta["source_model"]["sha256"] = "0" * 64  # exported from another model.keras
+    meta_file.write_text(json.dumps(meta))
+    assert choose_runtime(d) == "keras"
+    (d / "model.onnx").unlink()
+    assert choose_runtime(d) == "keras"
+    (d / "model.keras").unlink()
+    assert choose_runtime(d) == "litert"  # only a .tflite is left
+
+
+def test_litert_batches_of_any_size(model_dir, x):
+    from digitlab.runtimes import LiteRTRunner, OnnxRunner
+
+    lite, ref = LiteRTRunner(model_dir / "model.tflite"), OnnxRunner(model_dir / "model.onnx")
+    lite.max_batch = 128  # force chunking on 300 images
+    for n in (1, 3, 1, 300, 7):
+        assert np.abs(lite(x[:n]) - ref(x[:n])).max() <= 1e-5
+
+
+def test_runners_are_safe_to_share_between_threads(model_dir, x):
+    """The web server calls one runner from several threads at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digitlab.runtimes import LiteRTRunner, OnnxRunner
+
+    ref = OnnxRunner(model_dir / "model.onnx")(x)
+    for runner in (LiteRTRunner(model_dir / "model.tflite"), OnnxRunner(model_dir / "model.onnx")):
+        sizes = [1, 5, 17, 1, 64, 3] * 4
+        starts = [(7 * i) % 200 for i in range(len(sizes))]
+        with ThreadPoolExecutor(4) as pool:
+            outs = list(pool.map(lambda a: runner(x[a[0]:a[0] + a[1]]), zip(starts, sizes)))
+        for start, n, out in zip(starts, sizes, outs):
+            assert np.abs(out - ref[start:start + n]).max() <= 1e-5, runner.name
+
+
+def test_runtime_and_file_mismatches_are_clear_errors(model_dir, tmp_path):
+    from digitlab.runtimes import open_runner
+
+    with pytest.raises(ModelError, match="unknown runtime"):
+        open_runner(model_dir, "tensorrt")
+    with pytest.raises(ModelError, match="cannot run on the litert runtime"):
+        open_runner(model_dir / "model.onnx", "litert")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="digitlab export"):
+        open_runner(empty, "onnx")
+    with pytest.raises(ModelError, match="no model found"):
+        open_runner(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "flipped"])
+def test_corrupted_or_truncated_files_give_a_clear_error(model_dir, tmp_path, name, damage):
+    from digitlab.runtimes import open_runner
+
+    data = (model_dir / name).read_bytes()
+    bad = {"truncated": data[: len(data) // 2], "garbage": os.urandom(4096), "empty": b"",
+           "flipped": data[:-2000] + bytes(b ^ 0x55 for b in data[-2000:-1000]) + data[-1000:]}[damage]
+    for with_sidecar in (True, False):  # with it the checksum speaks; without it the parser must
+        d = tmp_path / f"{damage}-{with_sidecar}"
+        d.mkdir()
+        shutil.copy2(model_dir / "config.json", d)
+        if with_sidecar:
+            shutil.copy2(model_dir / (name + ".json"), d)
+        (d / name).write_bytes(bad)
+        if damage == "flipped" and not with_sidecar:
+            continue  # weights changed inside a valid file: only the recorded checksum can tell
+        with pytest.raises(ModelError) as info:
+            open_runner(d / name)
+        assert str(d / name) in str(info.value)
+        assert any(w in str(info.value) for w in ("not a loadable", "empty file", "truncated", "sha256")), info.value
+
+
+def test_threads_setting(monkeypatch):
+    from digitlab.runtimes import default_threads
+
+    monkeypatch.setenv("DIGITLAB_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("DIGITLAB_THREADS", "many")
+    with pytest.raises(ModelError, match="DIGITLAB_THREADS"):
+        default_threads()
+    monkeypatch.delenv("DIGITLAB_THREADS")
+    assert 1 <= default_threads() <= 4
+
+
+def _run_child(code: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_VERBOSE"}
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "litert", "auto"])
+def test_prediction_without_tensorflow(model_dir, runtime):
+    """ONNX Runtime / LiteRT prediction never imports TensorFlow (or Keras)."""
+    out = _run_child(f"""
+        import sys
+        import numpy as np
+        from digitlab.runtimes import open_runner
+        runner = open_runner({str(model_dir)!r}, {runtime!r})
+        p = runner(np.zeros((2, 28, 28, 1), np.float32))
+        assert p.shape == (2, 10), p.shape
+        heavy = sorted(m for m in ("tensorflow", "keras", "tf2onnx") if m in sys.modules)
+        print(runner.name, heavy)
+    """)
+    assert out.split()[0] == ("onnx" if runtime == "auto" else runtime)
+    assert out.strip().endswith("[]"), out
+
+
+def test_predictor_without_tensorflow(model_dir, mnist):
+    if not (Path(__file__).parents[1] / "src" / "digitlab" / "predict.py").is_file():
+        pytest.skip("digitlab.predict is not there yet")
+    np.save(model_dir.parent / "one.npy", mnist.x_test[:1])
+    out = _run_child(f"""
+        import sys
+        import numpy as np
+        from digitlab.predict import Predictor
+        predictor = Predictor.load({str(model_dir)!r}, runtime="onnx")
+        result = predictor.predict(np.load({str(model_dir.parent / "one.npy")!r})[0])
+        print(predictor.runner.name, "tensorflow" in sys.modules, "keras" in sys.modules)
+    """)
+    assert out.split() == ["onnx", "False", "False"], out
+
+
+def test_serving_without_tensorflow(model_dir, mnist):
+    """The web app, started on the ONNX runtime, answers without importing TensorFlow."""
+    if not (Path(__file__).parents[1] / "src" / "digitlab" / "server.py").is_file():
+        pytest.skip("digitlab.server is not there yet")
+    pytest.importorskip("fastapi")
+    pytest.importorskip("httpx")
+    np.save(model_dir.parent / "one.npy", mnist.x_test[:1])
+    out = _run_child(f"""
+        import sys
+        import numpy as np
+        from fastapi.testclient import TestClient
+        from digitlab.server import create_app
+        app = create_app(model={str(model_dir)!r}, runtime="auto")
+        with TestClient(app) as client:
+            predictor = app.state.predictor
+            predictor.predict(np.load({str(model_dir.parent / "one.npy")!r})[0])
+            client.get("/")
+        print(predictor.runner.name, "tensorflow" in sys.modules, "keras" in sys.modules)
+    """)
+    assert out.split() == ["onnx", "False", "False"], out
