@@ -1,0 +1,381 @@
+// digitlab drawing page: plain JavaScript, no libraries, no network access beyond this server.
+"use strict";
+
+(function () {
+  const DEBOUNCE_MS = 150;
+  const SIZES = { digit: [280, 280], number: [700, 280] };
+
+  const $ = (id) => document.getElementById(id);
+  const canvas = $("canvas");
+  const ctx = canvas.getContext("2d");
+  const pad = $("pad");
+  const result = $("result");
+  const digitOut = $("digit");
+  const statusOut = $("status");
+  const bars = $("bars");
+  const preview = $("preview");
+  const pctx = preview.getContext("2d");
+  const brush = $("brush");
+  const brushValue = $("brush-value");
+  const fileInput = $("file");
+  const numberView = $("number-view");
+  const numberOut = $("number");
+  const numberDigits = $("number-digits");
+
+  let mode = "digit";
+  let strokes = [];          // [{size, points: [[x, y], ...]}]
+  let current = null;        // the stroke being drawn
+  let background = null;     // an uploaded image drawn under the strokes
+  let timer = null;
+  let seq = 0;               // request sequence: only the newest answer is shown
+  let inFlight = false;
+  let again = false;         // something changed while a request was in flight
+  let waiting = false;       // a debounced request is scheduled
+
+  // ------------------------------------------------------------------ bars
+
+  const barRows = [];
+  for (let d = 0; d < 10; d++) {
+    const li = document.createElement("li");
+    li.dataset.digit = String(d);
+    li.dataset.probability = "0";
+    li.innerHTML =
+      `<span class="name" aria-hidden="true">${d}</span>` +
+      `<span class="track"><span class="fill" role="meter" aria-label="Probability of ${d}" ` +
+      `aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" aria-valuetext="0%"></span></span>` +
+      `<span class="value">0%</span>`;
+    bars.appendChild(li);
+    barRows.push(li);
+  }
+
+  function setBars(probs) {
+    let top = -1;
+    if (probs && probs.length === 10) top = probs.indexOf(Math.max(...probs));
+    barRows.forEach((li, d) => {
+      const p = probs && probs.length === 10 ? probs[d] : 0;
+      const pct = Math.round(p * 1000) / 10;
+      li.dataset.probability = String(p);
+      li.classList.toggle("top", d === top);
+      const fill = li.querySelector(".fill");
+      fill.style.width = `${Math.max(0, Math.min(100, p * 100))}%`;
+      fill.setAttribute("aria-valuenow", String(pct));
+      fill.setAttribute("aria-valuetext", `${pct}%`);
+      li.querySelector(".value").textContent = `${pct.toFixed(1)}%`;
+    });
+  }
+
+  // ------------------------------------------------------------------ drawing
+
+  function resetCanvas() {
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#fff";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+    ctx.restore();
+  }
+
+  function drawBackground() {
+    if (!background) return;
+    const s = Math.min(canvas.width / background.width, canvas.height / background.height);
+    const w = background.width * s, h = background.height * s;
+    ctx.drawImage(background, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+  }
+
+  function drawStroke(st) {
+    ctx.strokeStyle = "#000";
+    ctx.fillStyle = "#000";
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = st.size;
+    const pts = st.points;
+    if (pts.length === 1) {
+      ctx.beginPath();
+      ctx.arc(pts[0][0], pts[0][1], st.size / 2, 0, Math.PI * 2);
+      ctx.fill();
+      return;
+    }
+    ctx.beginPath();
+    ctx.moveTo(pts[0][0], pts[0][1]);
+    for (let i = 1; i < pts.length; i++) ctx.lineTo(pts[i][0], pts[i][1]);
+    ctx.stroke();
+  }
+
+  function redraw() {
+    resetCanvas();
+    drawBackground();
+    strokes.forEach(drawStroke);
+    if (current) drawStroke(current);
+  }
+
+  function isEmpty() {
+    return strokes.length === 0 && !current && !background;
+  }
+
+  function toCanvas(ev) {
+    const r = canvas.getBoundingClientRect();
+    return [(ev.clientX - r.left) * (canvas.width / r.width), (ev.clientY - r.top) * (canvas.height / r.height)];
+  }
+
+  function scaledBrush() {
+    // The brush size is in canvas pixels of the 280-pixel-high canvas in both modes.
+    return Number(brush.value) * (canvas.height / 280);
+  }
+
+  canvas.addEventListener("pointerdown", (ev) => {
+    if (ev.button !== undefined && ev.button > 0) return;
+    ev.preventDefault();
+    canvas.setPointerCapture(ev.pointerId);
+    current = { size: scaledBrush(), points: [toCanvas(ev)], pointerId: ev.pointerId };
+    redraw();
+    schedule();
+  });
+
+  canvas.addEventListener("pointermove", (ev) => {
+    if (!current || ev.pointerId !== current.pointerId) return;
+    ev.preventDefault();
+    const events = typeof ev.getCoalescedEvents === "function" ? ev.getCoalescedEvents() : [];
+    (events.length ? events : [ev]).forEach((e) => current.points.push(toCanvas(e)));
+    // Incremental: draw only the new segment(s).
+    const pts = current.points;
+    const n = events.length || 1;
+    ctx.strokeStyle = "#000";
+    ctx.lineCap = "round";
+    ctx.lineJoin = "round";
+    ctx.lineWidth = current.size;
+    ctx.beginPath();
+    const start = Math.max(0, pts.length - n - 1);
+    ctx.moveTo(pts[start][0], pts[start][1]);
+    for (let i = start + 1; i < pts.length; i++) ctx.lineTo(pts[i][0], pts[i][1]);
+    ctx.stroke();
+    schedule();
+  });
+
+  function endStroke(ev) {
+    if (!current || (ev && ev.pointerId !== current.pointerId)) return;
+    strokes.push({ size: current.size, points: current.points });
+    current = null;
+    schedule();
+  }
+  canvas.addEventListener("pointerup", endStroke);
+  canvas.addEventListener("pointercancel", endStroke);
+  canvas.addEventListener("lostpointercapture", endStroke);
+
+  function undo() {
+    if (strokes.length) strokes.pop();
+    else background = null;
+    redraw();
+    schedule();
+  }
+
+  function clearAll() {
+    strokes = [];
+    current = null;
+    background = null;
+    redraw();
+    schedule();
+  }
+
+  $("undo").addEventListener("click", undo);
+  $("clear").addEventListener("click", clearAll);
+  brush.addEventListener("input", () => { brushValue.textContent = brush.value; });
+  document.addEventListener("keydown", (ev) => {
+    const tag = (ev.target && ev.target.tagName) || "";
+    if ((ev.ctrlKey || ev.metaKey) && ev.key.toLowerCase() === "z") { ev.preventDefault(); undo(); }
+    else if (ev.key === "Escape" && tag !== "INPUT") { clearAll(); }
+  });
+
+  document.querySelectorAll('input[name="mode"]').forEach((radio) => {
+    radio.addEventListener("change", () => { if (radio.checked) setMode(radio.value); });
+  });
+
+  function setMode(m) {
+    mode = m;
+    result.dataset.mode = m;
+    document.body.classList.toggle("number-mode", m === "number");
+    [canvas.width, canvas.height] = SIZES[m];
+    numberView.hidden = m !== "number";
+    strokes = [];
+    current = null;
+    redraw();
+    setIdle();
+  }
+
+  // ------------------------------------------------------------------ predicting
+
+  function setIdle() {
+    result.dataset.state = "idle";
+    result.dataset.noDigit = "false";
+    result.dataset.uncertain = "false";
+    digitOut.textContent = "?";
+    statusOut.textContent = mode === "number" ? "Draw a number to start." : "Draw a digit to start.";
+    setBars(null);
+    numberOut.textContent = "";
+    numberDigits.replaceChildren();
+    pctx.clearRect(0, 0, 28, 28);
+  }
+
+  function schedule() {
+    clearTimeout(timer);
+    if (isEmpty()) {
+      seq++;  // drop any answer still on its way
+      waiting = false;
+      setIdle();
+      return;
+    }
+    result.dataset.state = "busy";
+    waiting = true;
+    timer = setTimeout(() => { waiting = false; send(); }, DEBOUNCE_MS);
+  }
+
+  function canvasBlob() {
+    return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+  }
+
+  async function send(file) {
+    if (inFlight && !file) { again = true; return; }
+    const mySeq = ++seq;
+    inFlight = true;
+    again = false;
+    result.dataset.state = "busy";
+    try {
+      const body = file || (await canvasBlob());
+      const url = mode === "number" ? "/api/predict/number?include_input=true" : "/api/predict?include_input=true";
+      const resp = await fetch(url, {
+        method: "POST",
+        headers: { "Content-Type": (file && file.type && file.type.startsWith("image/")) ? file.type : "image/png" },
+        body,
+      });
+      const data = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
+      if (mySeq !== seq) return;  // a newer request was sent meanwhile
+      if (!resp.ok) { showError(data); return; }
+      if (mode === "number") showNumber(data); else showDigit(data);
+      // "done" only when no newer drawing is waiting to be sent (tests wait for it).
+      result.dataset.state = (again || waiting || current) ? "busy" : "done";
+    } catch (err) {
+      if (mySeq === seq) showError({ error: "cannot reach the server", detail: String(err) });
+    } finally {
+      inFlight = false;
+      if (again) { again = false; send(); }
+    }
+  }
+
+  function showError(data) {
+    result.dataset.state = "error";
+    digitOut.textContent = "!";
+    statusOut.textContent = `Error: ${data.error || "failed"}${data.detail ? " – " + (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : ""}`;
+    setBars(null);
+  }
+
+  function pct(x) { return `${(x * 100).toFixed(1)}%`; }
+
+  function drawInput(target, tctx, img) {
+    tctx.clearRect(0, 0, target.width, target.height);
+    if (!img || !img.length) return;
+    const h = img.length, w = img[0].length;
+    const data = tctx.createImageData(w, h);
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        const v = img[y][x], i = (y * w + x) * 4;
+        data.data[i] = data.data[i + 1] = data.data[i + 2] = v;
+        data.data[i + 3] = 255;
+      }
+    }
+    tctx.putImageData(data, 0, 0);
+  }
+
+  function showDigit(r) {
+    result.dataset.noDigit = String(!!r.no_digit);
+    result.dataset.uncertain = String(!!r.uncertain && !r.no_digit);
+    if (r.no_digit || r.label === null || r.label === undefined) {
+      digitOut.textContent = "–";
+      statusOut.textContent = "No digit found: draw something.";
+      setBars(null);
+    } else {
+      digitOut.textContent = String(r.label);
+      const second = (r.top3 && r.top3[1]) ? `; next: ${r.top3[1][0]} (${pct(r.top3[1][1])})` : "";
+      statusOut.textContent = (r.uncertain ? `Not sure: ${r.label}` : `It's a ${r.label}`) + ` – ${pct(r.confidence)} confident${second}`;
+      setBars(r.probabilities);
+    }
+    drawInput(preview, pctx, r.model_input);
+  }
+
+  function showNumber(r) {
+    result.dataset.noDigit = String(!!r.no_digit);
+    result.dataset.uncertain = String(!!r.uncertain && !r.no_digit);
+    numberDigits.replaceChildren();
+    if (r.no_digit || !r.text) {
+      digitOut.textContent = "–";
+      numberOut.textContent = "";
+      statusOut.textContent = "No digits found: draw something.";
+      pctx.clearRect(0, 0, 28, 28);
+      return;
+    }
+    digitOut.textContent = r.text.length <= 2 ? r.text : "#";
+    numberOut.textContent = r.text;
+    statusOut.textContent = `${r.uncertain ? "Not sure: " : "It reads "}${r.text} – ${pct(r.confidence)} confident`;
+    (r.digits || []).forEach((d, i) => {
+      const li = document.createElement("li");
+      li.dataset.index = String(i);
+      li.dataset.digit = d.label === null ? "" : String(d.label);
+      li.dataset.confidence = String(d.confidence);
+      if (d.uncertain) li.classList.add("uncertain");
+      const c = document.createElement("canvas");
+      c.width = 28; c.height = 28;
+      c.setAttribute("aria-hidden", "true");
+      drawInput(c, c.getContext("2d"), d.model_input);
+      const span = document.createElement("span");
+      span.className = "d";
+      span.textContent = d.label === null ? "?" : String(d.label);
+      const conf = document.createElement("span");
+      conf.className = "c";
+      conf.textContent = pct(d.confidence);
+      li.append(c, span, conf);
+      li.setAttribute("aria-label", `Digit ${i + 1}: ${span.textContent}, ${pct(d.confidence)} confident`);
+      numberDigits.appendChild(li);
+    });
+    const first = (r.digits || [])[0];
+    drawInput(preview, pctx, first && first.model_input);
+  }
+
+  // ------------------------------------------------------------------ uploads
+
+  function useFile(file) {
+    if (!file) return;
+    const url = URL.createObjectURL(file);
+    const img = new Image();
+    img.onload = () => { background = img; strokes = []; redraw(); URL.revokeObjectURL(url); };
+    img.onerror = () => { URL.revokeObjectURL(url); };
+    img.src = url;
+    clearTimeout(timer);
+    waiting = false;
+    send(file);  // the original file, not the canvas copy: the server sees every pixel
+  }
+
+  fileInput.addEventListener("change", () => {
+    useFile(fileInput.files && fileInput.files[0]);
+    fileInput.value = "";
+  });
+
+  ["dragenter", "dragover"].forEach((t) => pad.addEventListener(t, (ev) => {
+    ev.preventDefault();
+    pad.classList.add("dragover");
+  }));
+  ["dragleave", "drop"].forEach((t) => pad.addEventListener(t, (ev) => {
+    ev.preventDefault();
+    pad.classList.remove("dragover");
+  }));
+  pad.addEventListener("drop", (ev) => {
+    const f = ev.dataTransfer && ev.dataTransfer.files && ev.dataTransfer.files[0];
+    if (f) useFile(f);
+  });
+
+  // ------------------------------------------------------------------ start
+
+  fetch("/api/health").then((r) => r.json()).then((h) => {
+    const acc = typeof h.test_accuracy === "number" ? `, ${(h.test_accuracy * 100).toFixed(2)}% on the MNIST test set` : "";
+    $("model-line").textContent = `Model ${h.model_id || "?"} (${h.preset || "?"}${acc}), runtime ${h.runtime || "?"}, digitlab ${h.version}`;
+  }).catch(() => { $("model-line").textContent = "Model information unavailable."; });
+
+  resetCanvas();
+  setIdle();
+})();

@@ -1,0 +1,159 @@
+"""The drawing page in a real browser: Playwright driving Debian's Chromium against `digitlab serve`.
+
+Set DIGITLAB_SCREENSHOT=docs/screenshot.png to (re)write the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)",
+                allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (the 'test' extra)")
+
+from serving import ServerProcess, model_arg, user_png  # noqa: E402
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+
+# Polylines in canvas fractions (0..1), one list per stroke.
+STROKES = {
+    "1": [[(0.52, 0.16), (0.50, 0.50), (0.48, 0.86)]],
+    "7": [[(0.26, 0.20), (0.50, 0.19), (0.74, 0.20), (0.60, 0.45), (0.48, 0.68), (0.40, 0.86)]],
+}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ServerProcess(model_arg(tmp_path_factory))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    context = browser.new_context(viewport={"width": 1000, "height": 820})
+    pg = context.new_page()
+    requests: list[str] = []
+    errors: list[str] = []
+    pg.on("request", lambda r: requests.append(r.url))
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(server.url + "/")
+    pg.wait_for_selector('#bars li[data-digit="9"]')
+    yield pg
+    context.close()
+    outside = [u for u in requests if not (u.startswith(server.url + "/") or u.startswith(("blob:", "data:")))]
+    assert not outside, f"the page reached outside its server: {outside}"
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+def draw(page, strokes):
+    box = page.locator("#canvas").bounding_box()
+    for stroke in strokes:
+        pts = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in stroke]
+        page.mouse.move(*pts[0])
+        page.mouse.down()
+        for x, y in pts[1:]:
+            page.mouse.move(x, y, steps=6)
+        page.mouse.up()
+
+
+def wait_done(page):
+    page.wait_for_selector('#result[data-state="done"]', timeout=15_000)
+
+
+def shown(page) -> tuple[str, dict[int, float]]:
+    digit = page.locator("#digit").inner_text().strip()
+    probs = {int(li.get_attribute("data-digit")): float(li.get_attribute("data-probability"))
+             for li in page.locator("#bars li").all()}
+    return digit, probs
+
+
+@pytest.mark.parametrize("digit", ["1", "7"])
+def test_draw_a_digit(page, digit):
+    draw(page, STROKES[digit])
+    wait_done(page)
+    label, probs = shown(page)
+    assert label == digit, f"drew a {digit}, the page says {label} ({probs})"
+    assert max(probs, key=probs.get) == int(digit)
+    assert sum(probs.values()) == pytest.approx(1.0, abs=0.01)
+    top = page.locator(f'#bars li[data-digit="{digit}"] [role="meter"]')
+    assert float(top.get_attribute("aria-valuenow")) > 50
+    # The 28x28 preview shows what the model saw: some bright ink on black.
+    lit = page.evaluate("""() => {
+        const d = document.getElementById('preview').getContext('2d').getImageData(0, 0, 28, 28).data;
+        let n = 0; for (let i = 0; i < d.length; i += 4) if (d[i] > 128) n++; return n; }""")
+    assert 20 < lit < 500
+
+    if digit == "7" and os.environ.get("DIGITLAB_SCREENSHOT"):
+        target = Path(os.environ["DIGITLAB_SCREENSHOT"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(target), type="png")
+
+    # Undo removes the stroke: back to the empty state; Clear works from the keyboard.
+    page.get_by_role("button", name="Undo").click()
+    page.wait_for_selector('#result[data-state="idle"]')
+    draw(page, STROKES[digit])
+    wait_done(page)
+    page.get_by_role("button", name="Clear").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_selector('#result[data-state="idle"]')
+    assert page.locator("#digit").inner_text().strip() == "?"
+
+
+def test_upload_a_file(page, server, mnist, tmp_path):
+    i = int(np.flatnonzero(mnist.y_test == 3)[0])
+    png = user_png(mnist.x_test[i], size=140)
+    path = tmp_path / "three.png"
+    path.write_bytes(png)
+    req = urllib.request.Request(server.url + "/api/predict", data=png, method="POST",
+                                 headers={"Content-Type": "image/png"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        api = json.load(resp)
+    page.set_input_files("#file", str(path))
+    wait_done(page)
+    label, probs = shown(page)
+    assert label == str(api["label"]) == "3"  # the page and the API agree, and both are right
+    assert max(probs, key=probs.get) == 3
+    assert probs[3] == pytest.approx(api["probabilities"][3], abs=1e-6)
+
+
+def test_number_mode_and_phone_width(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True, is_mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector('#bars li[data-digit="9"]')
+        no_scroll = page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth + 1")
+        assert no_scroll, "the page scrolls sideways at phone width"
+        page.get_by_label("A number").check()
+        page.wait_for_selector('#result[data-mode="number"]')
+        assert page.locator("#number-view").get_attribute("hidden") is None
+        box = page.locator("#canvas").bounding_box()
+        assert box["width"] <= 390
+        # "1" then "7", side by side (the canvas is 5:2 in number mode).
+        draw(page, [[(0.22, 0.15), (0.22, 0.5), (0.21, 0.85)]])
+        draw(page, [[(0.45, 0.2), (0.56, 0.19), (0.67, 0.2), (0.6, 0.5), (0.53, 0.85)]])
+        wait_done(page)
+        assert page.locator("#number").inner_text().strip() == "17"
+        assert page.locator("#number-digits li").count() == 2
+    finally:
+        context.close()
