@@ -245,6 +245,194 @@ def data(
     _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}")
 
 
+@app.command()
+def predict(
+    paths: Annotated[Optional[list[str]], typer.Argument(
+        help="Image files, directories (searched recursively), glob patterns, or - for stdin.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Run directory, model directory or model file; 'latest' = the latest run under --out. (default: the shipped pretrained model)")] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, or another installed one.")] = "auto",
+    number: Annotated[bool, typer.Option("--number", "-n", help="Read whole numbers (digits left to right). Automatic when an image holds several digits.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per file.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
+    threshold: Annotated[float, typer.Option(help="Flag answers below this confidence as uncertain (0-1).")] = 0.6,
+    annotate: Annotated[Optional[str], typer.Option("--annotate", help="Write each input with its prediction drawn on it (PNG) into this directory.")] = None,
+    show_input: Annotated[Optional[str], typer.Option("--show-input", help="Save the 28x28 image(s) the model saw, enlarged 8x, into this directory.")] = None,
+    out: Out = "runs",
+) -> None:
+    """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
+    import csv
+    import json
+    import warnings
+
+    from PIL import Image
+
+    from . import predict as P
+    from .errors import ConfigError, ImageError
+    from .runs import atomic_path, check_writable_dir
+
+    if as_json and as_csv:
+        raise ConfigError("choose one of --json and --csv")
+    if not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"--threshold must be between 0 and 1 (got {threshold})")
+    if not paths:
+        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit answers instead
+    items = P.expand_inputs(paths)
+    dirs = {d: check_writable_dir(d) for d in (annotate, show_input) if d}
+    predictor = P.Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    mode = "number" if number else "auto"
+    fmt = "json" if as_json else "csv" if as_csv else "table"
+    records: list[Any] = []
+    rows: list[tuple[str, ...]] = []
+    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
+    if writer:
+        writer.writerow(P.CSV_HEADER)
+    failed, done, used = 0, 0, {d: set() for d in dirs}
+    progress = sys.stderr.isatty() and len(items) >= 50
+
+    def report(label: str, result: Any) -> None:
+        nonlocal failed
+        auto = mode == "auto" and isinstance(result, P.NumberPrediction)
+        if isinstance(result, ImageError):
+            failed += 1
+            if fmt != "json":
+                typer.echo(f"error: {label}: {P._strip_label(str(result), label)}", err=True)
+        if fmt == "json":
+            records.append(P.record(label, result, auto=auto))
+        elif writer:
+            writer.writerow(P.csv_row(label, result, auto))
+        elif not isinstance(result, ImageError):
+            rows.append(P.table_row(label, result, auto))
+
+    for start in range(0, len(items), P.CHUNK):
+        chunk = items[start:start + P.CHUNK]
+        prepared: list[Any] = []
+        for item in chunk:
+            if item.error is not None:
+                prepared.append(ImageError(f"{item.label}: {item.error}"))
+                continue
+            try:
+                prepared.append(predictor.prepare(item.source, mode=mode, source=item.label, keep_image=annotate is not None))
+            except ImageError as exc:
+                prepared.append(exc)
+        good = iter(predictor.finish([p for p in prepared if not isinstance(p, ImageError)]))
+        for item, prep in zip(chunk, prepared):
+            result = prep if isinstance(prep, ImageError) else next(good)
+            report(item.label, result)
+            if not isinstance(result, ImageError):
+                for d, picture in ((annotate, lambda: P.annotate_image(prep.image, result)),
+                                   (show_input, lambda: P.input_picture(result))):
+                    if d:
+                        with atomic_path(dirs[d] / P.output_name(item.label, used[d])) as tmp:
+                            picture().save(tmp, format="PNG")
+        done += len(chunk)
+        if progress:
+            typer.echo(f"\r{done}/{len(items)} images", err=True, nl=False)
+    if progress:
+        typer.echo("", err=True)
+    if fmt == "json":
+        typer.echo(json.dumps(records, indent=2))
+    elif fmt == "table" and rows:
+        typer.echo(P.format_table(rows))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    source: Annotated[Optional[str], typer.Argument(
+        help="Run directory or name, model directory, or .keras file. (default: the latest run)")] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, litert (.tflite), savedmodel or keras.")] = "onnx",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", help=(
+        "Output file (directory for savedmodel), or an existing directory to put it in. "
+        "(default: beside the source model: model.onnx, model.tflite, savedmodel/; "
+        "quantized: model.int8.onnx etc.; required for keras)"))] = None,
+    quantize: Annotated[str, typer.Option("--quantize", "-q", help="none, float16 or int8 (onnx and litert only).")] = "none",
+    runs_dir: Annotated[str, typer.Option("--runs-dir", help="Directory that holds run directories.")] = "runs",
+) -> None:
+    """Export a trained model to ONNX, LiteRT, SavedModel or Keras, with metadata, checked against Keras."""
+    from .export import export_model, read_metadata
+
+    path = export_model(source, format, out=out, quantize=quantize, runs_dir=runs_dir)
+    meta = read_metadata(path)
+    size = meta.get("file", {}).get("bytes")
+    check = meta.get("export_check") or {}
+    _say(f"wrote {path}" + (f" ({size / 1e6:.2f} MB)" if size else "")
+         + f": {format}" + ("" if quantize == "none" else f", {quantize}"))
+    if check:
+        _say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
+             f"same top class {check['argmax_agreement'] * 100:.1f}%")
+    _say(f"  metadata {path.name}.json; config.json beside it")
+
+
+@app.command()
+def serve(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or file. (default: the shipped pretrained model)")] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto picks the fastest available.")] = "auto",
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+) -> None:
+    """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
+    import errno
+    import socket
+
+    from .errors import ConfigError
+
+    try:
+        import uvicorn  # noqa: F401
+
+        from . import server
+    except ImportError as exc:
+        raise ConfigError(f"serving needs the 'serve' extra: pip install 'digitlab[serve]' ({exc})") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535 (got {port})")
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1 (got {workers})")
+    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
+        raise ConfigError(f"--log-level must be one of critical, error, warning, info, debug (got {log_level!r})")
+    # Fail with one clear line, not a uvicorn traceback, when the port is taken.
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        raise ConfigError(f"--host {host!r} is not a usable address ({exc.strerror})") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} on {host} is already in use; stop the other server or pick another --port") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(f"no permission to bind port {port} on {host}; use a port above 1023") from None
+        raise ConfigError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None
+
+    import uvicorn
+
+    options = dict(host=host, port=port, log_level=log_level, access_log=access_log, server_header=False)
+    if workers == 1:
+        # Load the model here, so a bad --model is a clean error line before anything listens.
+        from .predict import Predictor
+
+        predictor = Predictor.load(model, runtime=runtime)
+        info = predictor.info
+        _say(f"model {info.get('model_id')} ({info.get('preset')}), runtime {info.get('runtime')}; "
+             f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
+        uvicorn.run(server.create_app(lambda: predictor), **options)
+    else:
+        if model is not None and not Path(model).exists():
+            from .errors import ModelError
+
+            raise ModelError(f"--model {model}: no such file or directory")
+        os.environ[server.ENV_MODEL] = str(Path(model).resolve()) if model else ""
+        os.environ[server.ENV_RUNTIME] = runtime
+        _say(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl-C stops")
+        uvicorn.run("digitlab.server:app_from_env", factory=True, workers=workers, **options)
+
+
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app, turning user errors into exit 2."""
     try:
