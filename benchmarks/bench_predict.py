@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-BEGIN, END = "<!-- bench_predict:begin -->", "<!-- bench_predict:end -->"
+from _common import write_section  # noqa: E402
 HEADING = "## Prediction (digitlab predict)"
 
 
@@ -90,22 +90,7 @@ def main() -> None:
     ])
     print(table)
     if args.write:
-        write_section(table)
-
-
-def write_section(table: str) -> None:
-    from digitlab.runs import atomic_write_text
-
-    path = ROOT / "BENCHMARKS.md"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{table}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}\n"
-    atomic_write_text(path, text)
-    print(f"wrote {path}")
+        write_section("bench_predict", HEADING, table)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import re
 import resource
 import subprocess
 import sys
@@ -24,8 +21,7 @@ import time
 from pathlib import Path
 from statistics import median
 
-ROOT = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- bench_run:begin -->", "<!-- bench_run:end -->"
+from _common import load_average, machine, write_section
 
 
 def one_run(out: Path, extra: list[str]) -> dict:
@@ -59,6 +55,7 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     ap.add_argument("extra", nargs="*", help="extra arguments for `digitlab run`")
     args = ap.parse_args()
+    load = load_average()
     results = []
     for i in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
@@ -67,13 +64,12 @@ def main() -> None:
     med = {k: median(r[k] for r in results) for k in results[0] if k != "timings"}
     phases = results[-1]["timings"]
     table = [
-        MARK_BEGIN,
         f"Command: `python benchmarks/bench_run.py --repeats {args.repeats} --write"
         + (" " + " ".join(args.extra) if args.extra else "") + "` (runs `digitlab run`"
         + (" " + " ".join(args.extra) if args.extra else "") + " in a child process)",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}; date {time.strftime('%Y-%m-%d')}; median of {len(results)} run(s).",
+        f"Machine: {machine()}; load average before the run {load} (1 min); date {time.strftime('%Y-%m-%d')}; "
+        f"median of {len(results)} run(s).",
         "",
         "| metric | value |",
         "| --- | --- |",
@@ -86,21 +82,11 @@ def main() -> None:
         "",
         "Phases of the last run (from its timings.json), seconds: "
         + ", ".join(f"{k} {v:.2f}" for k, v in phases.items() if not k.endswith("_share")),
-        MARK_END,
     ]
     text = "\n".join(table)
     print(text)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        current = path.read_text() if path.exists() else "# Benchmarks\n"
-        if MARK_BEGIN in current:
-            current = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda m: text, current, flags=re.S)
-        else:
-            current += "\n## Main job (`digitlab run`, seed preset, full settings)\n\n" + text + "\n"
-        tmp = path.with_suffix(".md.tmp")
-        tmp.write_text(current)
-        os.replace(tmp, path)
-
+        write_section("bench_run", "## Main job (`digitlab run`, seed preset, full settings)", text)
 
 if __name__ == "__main__":
     main()

@@ -22,8 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import shutil
 import subprocess
 import sys
@@ -34,7 +32,7 @@ from statistics import median
 
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "src" / "digitlab" / "pretrained"
-MARK_BEGIN, MARK_END = "<!-- bench_runtimes:begin -->", "<!-- bench_runtimes:end -->"
+from _common import machine, write_section
 RUNTIMES = {  # row label -> (runtime for open_runner, model file, quantization or None)
     "keras (tf.function)": ("keras", "model.keras", None),
     "keras model.predict (reference)": ("keras-predict", "model.keras", None),
@@ -117,18 +115,6 @@ def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return wall, proc.stdout
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -189,12 +175,11 @@ def main() -> None:
         return "n/a" if r["cli_s"] is None else f"{r['cli_s']:.2f} s"
 
     lines = [
-        MARK_BEGIN,
         f"Command: `python benchmarks/bench_runtimes.py --cold {args.cold} --calls {args.calls}"
         + (" --write" if args.write else "") + "` on the shipped pretrained seed model "
         "(exported first with `digitlab export` to ONNX and LiteRT, float32 and quantized).",
         "",
-        f"Machine: {_machine()}; {_versions()}; date {time.strftime('%Y-%m-%d')}. "
+        f"Machine: {machine()}; {_versions()}; date {time.strftime('%Y-%m-%d')}. "
         f"Load average {load_before:.1f} before, {load_after:.1f} after"
         + (" (machine busy: other jobs were running, numbers are pessimistic)" if max(load_before, load_after) > 1.0 else "")
         + ".",
@@ -219,25 +204,11 @@ def main() -> None:
         f"{keras['peak_rss_mib'] / onnx['peak_rss_mib']:.1f}x less memory.",
         "Cold start = Python start-up, imports, opening the model and one prediction, until the process exits; "
         "the `digitlab predict` column is the whole CLI command (PNG decoding and preprocessing included).",
-        MARK_END,
     ]
     text = "\n".join(lines)
     print(text)
     if args.write:
-        path = ROOT / "BENCHMARKS.md"
-        current = path.read_text() if path.exists() else "# Benchmarks\n"
-        if MARK_BEGIN in current and MARK_END in current:
-            current = re.sub(re.escape(MARK_BEGIN) + ".*?" + re.escape(MARK_END), lambda m: text, current, flags=re.S)
-        else:
-            current = current.rstrip("\n") + "\n\n## Runtimes\n\n" + text + "\n"
-        fd, tmp_name = tempfile.mkstemp(prefix=".BENCHMARKS.md.", dir=path.parent)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(current)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-        print(f"updated {path}")
+        write_section("bench_runtimes", "## Runtimes", text)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import asyncio
 import io
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-MARK_BEGIN, MARK_END = "<!-- bench_server:begin -->", "<!-- bench_server:end -->"
+from _common import cpu_name, write_section
 HOST = "127.0.0.1"
 
 
@@ -159,16 +158,6 @@ async def load(port: int, png: bytes, label: int, concurrency: int, duration: fl
             "first_error": errors[0] if errors else ""}
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def table(rows: list[dict]) -> str:
     out = ["| concurrency | requests | req/s | p50 ms | p99 ms | errors | server RSS MiB |",
            "|---:|---:|---:|---:|---:|---:|---:|"]
@@ -176,19 +165,6 @@ def table(rows: list[dict]) -> str:
         out.append(f"| {r['concurrency']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
                    f"| {r['errors']} | {r['rss']:.0f} |")
     return "\n".join(out)
-
-
-def write_section(text: str, path: Path) -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    block = f"{MARK_BEGIN}\n{text.strip()}\n{MARK_END}"
-    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END), re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: block, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n## Serving\n\n" + block + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -236,8 +212,7 @@ def main() -> None:
     print()
     print(table(rows))
     if args.write:
-        write_section(text, ROOT / "BENCHMARKS.md")
-        print(f"\nwrote {ROOT / 'BENCHMARKS.md'}")
+        write_section("bench_server", "## Serving", text)
     if any(r["errors"] for r in rows):
         raise SystemExit("errors during the load test")
 

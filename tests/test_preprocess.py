@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image
 
 from digitlab.errors import DigitlabError, ImageError
 from digitlab.preprocess import (
