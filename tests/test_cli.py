@@ -142,3 +142,34 @@ def test_data_errors_exit_2_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_real_ctrl_c_keeps_a_valid_model(tmp_path, mnist):
+    """SIGINT after the first epoch: exit 130, a loadable model marked interrupted, no temp files."""
+    import signal
+    import time
+
+    from digitlab.models import load_model
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "digitlab.cli", "train", "--limit", "3000", "--epochs", "200",
+         "--out", str(tmp_path), "--name", "stopped"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    run_dir = tmp_path / "stopped"
+    deadline = time.monotonic() + 120
+    while not (run_dir / "history.json").exists():  # written atomically after each epoch
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no epoch finished in time"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in out + err
+    assert "Interrupted after" in out and "marked interrupted" in out
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["interrupted"] is True and metrics["epochs_completed"] >= 1
+    model, config = load_model(run_dir)
+    assert model.count_params() == 121_930 and config.epochs == 200
+    assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
