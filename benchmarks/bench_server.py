@@ -54,6 +54,15 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def make_image(kind: str) -> tuple[bytes, int]:
     """A test digit as PNG: 'mnist' = the 28x28 original; 'canvas' = 280x280 black on white, like the page sends."""
     from PIL import Image
@@ -102,6 +111,9 @@ class Server:
             pass
         return pids
 
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p) for p in self.pids())
+
     def rss(self) -> float:
         return sum(rss_mib(p) for p in self.pids())
 
@@ -146,7 +158,8 @@ async def load(port: int, png: bytes, label: int, concurrency: int, duration: fl
                f"Content-Length: {len(png)}\r\n\r\n").encode() + png
     expect = f'"label":{label}'.encode()
     # Warm-up (connections, first requests), not counted.
-    await asyncio.gather(*(worker(port, request, expect, time.perf_counter() + 1.0, [], []) for _ in range(concurrency)))
+    warm: list[float] = []
+    await asyncio.gather(*(worker(port, request, expect, time.perf_counter() + 1.0, warm, []) for _ in range(concurrency)))
     lat: list[float] = []
     errors: list[str] = []
     t0 = time.perf_counter()
@@ -155,15 +168,16 @@ async def load(port: int, png: bytes, label: int, concurrency: int, duration: fl
     a = np.array(lat) * 1000 if lat else np.array([np.nan])
     return {"concurrency": concurrency, "requests": len(lat), "rps": len(lat) / wall,
             "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)), "errors": len(errors),
+            "warmup": len(warm),
             "first_error": errors[0] if errors else ""}
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| concurrency | requests | req/s | p50 ms | p99 ms | errors | server RSS MiB |",
-           "|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| concurrency | requests | req/s | p50 ms | p99 ms | errors | server CPU ms/request | server RSS MiB |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         out.append(f"| {r['concurrency']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
-                   f"| {r['errors']} | {r['rss']:.0f} |")
+                   f"| {r['errors']} | {r['cpu_ms']:.2f} | {r['rss']:.0f} |")
     return "\n".join(out)
 
 
@@ -183,10 +197,14 @@ def main() -> None:
     try:
         print(f"server up on {HOST}:{server.port}: {server.health}", flush=True)
         for c in args.concurrency:
+            cpu0 = server.cpu()
             r = asyncio.run(load(server.port, png, label, c, args.duration))
             r["rss"] = server.rss()
+            # Server CPU per request (warm-up included in both): robust to a busy machine, unlike req/s.
+            r["cpu_ms"] = (server.cpu() - cpu0) * 1000 / max(1, r["requests"] + r.get("warmup", 0))
             rows.append(r)
             print(f"concurrency {c}: {r['rps']:.0f} req/s, p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
+                  f"server CPU {r['cpu_ms']:.2f} ms/request, "
                   f"errors {r['errors']} {r['first_error']}", flush=True)
     finally:
         server.stop()
@@ -206,7 +224,8 @@ def main() -> None:
         f"- Server: {args.workers} uvicorn worker(s), runtime `{health.get('runtime')}`, model `{health.get('model_id')}` "
         f"({health.get('preset')}), digitlab {health.get('version')}",
         f"- Machine: {cpu_name()}, {os.cpu_count()} CPUs (shared by client and server), Python {platform.python_version()}, "
-        f"{platform.system()} {platform.release()}",
+        f"{platform.system()} {platform.release()}; load average {os.getloadavg()[0]:.1f} at the end (the machine "
+        f"was shared with other work, e.g. a training job: req/s moves with it, server CPU per request much less)",
         f"- Measured {time.strftime('%Y-%m-%d %H:%M')}",
     ])
     print()

@@ -308,3 +308,29 @@ def test_bad_files_raise_clear_image_errors(tmp_path, mnist):
         load_image(good.getvalue(), max_pixels=100)
     with pytest.raises(ImageError, match="too large"):
         load_image(good.getvalue(), max_bytes=100)
+
+
+def test_fast_helpers_match_numpy_and_pillow():
+    """The speed-ups in the pipeline give the very values of the slower originals."""
+    from PIL import Image, ImageFilter
+
+    from digitlab import preprocess as pp
+
+    rng = np.random.default_rng(7)
+    for shape in ((1, 1), (2, 3), (7, 5), (31, 44), (64, 64)):
+        a = rng.random(shape, dtype=np.float32)
+        a[rng.random(shape) < 0.6] = 0.0
+        assert pp._median(a) == float(np.median(a))
+        assert pp._median(a.astype(np.float64), wide=True) == float(np.median(a.astype(np.float64)))
+        assert pp._percentiles(a, (2, 30, 90, 98)) == [float(v) for v in np.percentile(a, [2, 30, 90, 98])]
+        assert pp._otsu(a) == pp._otsu(a.astype(np.float64))
+        hist = np.histogram(a, bins=256, range=(0.0, 1.0))[0]
+        idx = np.minimum((a.ravel() * np.float32(256)).astype(np.intp), 255)
+        assert np.array_equal(np.bincount(idx, minlength=256), hist)
+        m = a > 0.5
+        img = Image.fromarray(m.astype(np.uint8) * 255)
+        assert np.array_equal(pp._spread3(m, True), np.asarray(img.filter(ImageFilter.MaxFilter(3))) > 0)
+        assert np.array_equal(pp._spread3(m, False), np.asarray(img.filter(ImageFilter.MinFilter(3))) > 0)
+        labels, count, stats = pp._label_runs(m)
+        assert np.array_equal(labels, pp.label_components(m)[0])
+        assert [vars(p) for p in pp._parts_from_stats(count, stats)] == [vars(p) for p in pp._parts(labels, count)]

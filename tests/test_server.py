@@ -253,6 +253,23 @@ def test_serve_refuses_a_busy_port(capsys):
     assert "already in use" in capsys.readouterr().err
 
 
+def test_raw_body_fast_path_matches_the_routes(client, samples):
+    """The ASGI fast path (raw body, no query) answers byte for byte like the FastAPI routes
+    (reached with an explicit query string), errors included."""
+    png = samples[3][1]
+    for path in ("/api/predict", "/api/predict/number"):
+        for body, ctype in ((png, "image/png"), (png, "application/octet-stream"), (b"not an image", "image/png"),
+                            (b"", "image/png")):
+            fast = client.post(path, content=body, headers={"Content-Type": ctype})
+            slow = client.post(path + "?include_input=false", content=body, headers={"Content-Type": ctype})
+            assert fast.status_code == slow.status_code, (path, ctype, fast.text, slow.text)
+            assert fast.content == slow.content, (path, ctype)
+            assert fast.headers["content-type"] == slow.headers["content-type"]
+    ok = client.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
+    assert ok.status_code == 200 and ok.json()["label"] == 3, ok.text
+    _assert_error(client.post("/api/predict", content=png, headers={"Content-Type": "text/plain"}), 415)
+
+
 # ------------------------------------------------------------------ fuzzing from the schema
 
 
@@ -276,3 +293,4 @@ def test_schemathesis_fuzz_no_server_errors(app, client):
 
         fuzz()
     assert not failures, "\n".join(failures[:10])
+

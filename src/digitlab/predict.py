@@ -232,12 +232,13 @@ class Predictor:
         return _Prepared(source, number, auto, boxes, inputs, img if keep_image else None)
 
     def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None) -> DigitPrediction:
-        order = np.argsort(-probs, kind="stable")
-        label = int(order[0])
-        conf = float(probs[label])
+        values = probs.tolist()  # Python floats, as float(v) gives them
+        top = np.argsort(-probs, kind="stable")[:3].tolist()
+        label = top[0]
+        conf = values[label]
         return DigitPrediction(
-            label=label, confidence=conf, probabilities=tuple(float(v) for v in probs),
-            top3=tuple((int(k), float(probs[k])) for k in order[:3]),
+            label=label, confidence=conf, probabilities=tuple(values),
+            top3=tuple((k, values[k]) for k in top),
             uncertain=conf < self.threshold, no_digit=False, box=tuple(int(v) for v in box),
             model_input=inp, source=source)
 
