@@ -140,7 +140,9 @@ def resolve_run(run: str | os.PathLike | None, out: str | os.PathLike = "runs") 
         if txt.is_file():
             return (out / txt.read_text().strip()).resolve()
         raise ModelError(f"no runs found in {out}/ (train one first with `digitlab run` or `digitlab train`)")
-    for candidate in (Path(run), out / str(run)):
+    candidates = [Path(run)] if Path(run).is_absolute() else [Path(run), out / str(run)]
+    for candidate in candidates:
         if candidate.is_dir():
             return candidate.resolve()
-    raise ModelError(f"run {str(run)!r} not found (looked for a directory {run} and {out / str(run)})")
+    looked = " and ".join(str(c) for c in candidates)
+    raise ModelError(f"run {str(run)!r} not found (looked for a directory {looked})")
