@@ -35,6 +35,7 @@ test: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_run.py
+	$(BIN)/python benchmarks/bench_presets.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

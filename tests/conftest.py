@@ -20,11 +20,11 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
-    """One real `digitlab run` on 2,000 images for 1 epoch (about 15 s), shared by the CLI tests."""
+    """One real `digitlab run --preset seed` on 2,000 images for 1 epoch (about 15 s), shared by the CLI tests."""
     from digitlab.cli import main
 
     out = tmp_path_factory.mktemp("runs")
     with pytest.raises(SystemExit) as exit_info:
-        main(["run", "--limit", "2000", "--epochs", "1", "--out", str(out), "--name", "tiny"])
+        main(["run", "--limit", "2000", "--epochs", "1", "--out", str(out), "--name", "tiny", "--preset", "seed"])
     assert exit_info.value.code == 0
     return out / "tiny"

@@ -153,7 +153,7 @@ def test_real_ctrl_c_keeps_a_valid_model(tmp_path, mnist):
     from digitlab.models import load_model
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digitlab.cli", "train", "--limit", "3000", "--epochs", "200",
+        [sys.executable, "-m", "digitlab.cli", "train", "--preset", "seed", "--limit", "3000", "--epochs", "200",
          "--out", str(tmp_path), "--name", "stopped"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -31,8 +31,9 @@ export the artifact is run on 200 MNIST test images and compared with Keras
 (recorded as `export_check`); for float formats a probability difference
 above 1e-4 aborts the export (the file is not kept).
 
-Ensembles (not shipped yet): export each member plus a manifest; a single
-averaged graph can be added when an ensemble preset exists.
+Ensembles (`--preset ensemble`, `--members N`) are saved as ONE functional
+Keras model that averages its members (`models.average_model`), so they export
+as a single averaged graph like any other model.
 
 Version notes: tf2onnx 1.17 works with NumPy 2 and TF 2.21 through
 `from_function` (its `from_keras` fails on Keras 3 models: KeyError on

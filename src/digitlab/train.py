@@ -21,7 +21,7 @@ import numpy as np
 from . import backend
 from .config import Config
 from .data import MnistData, split_train_val
-from .models import BEST_FILE, MODEL_FILE, build_model
+from .models import BEST_FILE, MODEL_FILE, average_model, build_model, compile_for_inference
 from .preprocess import to_model_input
 from .runs import atomic_path, atomic_write_json, atomic_write_text
 
@@ -75,23 +75,45 @@ class TrainResult:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Any:
+def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
+                  rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False) -> Any:
+    """Shuffled, repeated batches; augmentation and one-hot labels only when asked for.
+
+    Augmentation runs here, on whole batches with TF ops, so it is never part
+    of the model that gets saved, exported or served.
+    """
     tf = backend.tensorflow()
+    from .augment import affine_batch, is_active
+
     n = len(x)
     xs, ys = tf.constant(x), tf.constant(y)
     # Shuffle indices (cheap scalars), gather a whole batch at once.
-    return (
+    batches = (
         tf.data.Dataset.range(n)
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch_size)
-        .map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)), num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
     )
+    if not is_active(shift, rotation, zoom) and not one_hot:  # the tutorial's stream, unchanged
+        return batches.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
+                           num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+    def make_batch(step: Any, idx: Any) -> Any:
+        images, labels = tf.gather(xs, idx), tf.gather(ys, idx)
+        if is_active(shift, rotation, zoom):
+            images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
+        if one_hot:
+            labels = tf.one_hot(labels, 10)
+        return images, labels
+
+    # enumerate: the batch number keys the stateless random draws of the augmentation.
+    return batches.enumerate().map(make_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _eval_stream(x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
+def _eval_stream(x: np.ndarray, y: np.ndarray, batch_size: int, *, one_hot: bool = False) -> Any:
     tf = backend.tensorflow()
+    if one_hot:
+        y = np.eye(10, dtype=np.float32)[y]
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -141,19 +163,29 @@ def _make_callbacks(run_dir: Path, history: dict[str, list[float]], state: dict[
     return [RunRecorder()]
 
 
-def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None) -> TrainResult:
+MEMBERS_DIR = "members"
+
+
+def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
+          callbacks: list[Any] | tuple[Any, ...] = ()) -> TrainResult:
     """Train `config.preset` on `splits`, writing checkpoints and history to `run_dir`.
 
     Ctrl-C stops training cleanly: if at least one epoch finished, the model
     as it stands is saved (the caller marks the run as interrupted); before
-    that, no model file is written at all.
+    that, no model file is written at all. `callbacks` are extra Keras
+    callbacks (run after the recorder). With `config.members > 1` the members
+    are trained one after another (see `train_ensemble`).
     """
+    if config.members > 1:
+        return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks)
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
-    model = build_model(config)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
-    train_ds = _train_stream(splits.x_train, splits.y_train, config.batch_size, config.seed)
-    val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size)
+    model = build_model(config, steps_per_epoch=steps)
+    one_hot = config.label_smoothing > 0
+    train_ds = _train_stream(splits.x_train, splits.y_train, config.batch_size, config.seed, shift=config.shift,
+                             rotation=config.rotation, zoom=config.zoom, one_hot=one_hot)
+    val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot)
     history: dict[str, list[float]] = {}
     state: dict[str, Any] = {"epochs_completed": 0}
     if progress is None:
@@ -166,7 +198,7 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
             epochs=config.epochs,
             steps_per_epoch=steps,
             validation_data=val_ds,
-            callbacks=_make_callbacks(run_dir, history, state),
+            callbacks=[*_make_callbacks(run_dir, history, state), *callbacks],
             verbose=1 if progress else 0,
             shuffle=False,  # the stream shuffles itself; Keras would only warn
         )
@@ -174,9 +206,16 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         interrupted = True
     train_seconds = time.perf_counter() - t0
     files: dict[str, Path] = {}
+    if one_hot:
+        # Saved models are evaluated on integer labels: give them the sparse loss.
+        compile_for_inference(model)
     if state["epochs_completed"] > 0:
         files["model"] = save_model(model, run_dir / MODEL_FILE)
         if (run_dir / BEST_FILE).exists():
+            if one_hot:
+                keras = backend.keras()
+                best = compile_for_inference(keras.models.load_model(run_dir / BEST_FILE, compile=False))
+                save_model(best, run_dir / BEST_FILE)
             files["best"] = run_dir / BEST_FILE
         files["history"] = run_dir / HISTORY_JSON
     return TrainResult(
@@ -186,5 +225,57 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         epochs_completed=state["epochs_completed"],
         interrupted=interrupted,
         best_epoch=state.get("best_epoch"),
+        files=files,
+    )
+
+
+def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
+                   callbacks: list[Any] | tuple[Any, ...] = ()) -> TrainResult:
+    """Train `config.members` models (seeds seed, seed+1, ...) and save their average as the run's model.
+
+    Each member keeps its own model, config and history in `members/<i>/`;
+    the run's `model.keras` is ONE functional model averaging the members'
+    probabilities, so evaluation, prediction, export and serving are unchanged.
+    The run's history is the members' mean per epoch (epoch_seconds: the sum,
+    i.e. the time to train one epoch of every member).
+    """
+    run_dir = Path(run_dir)
+    results: list[TrainResult] = []
+    t0 = time.perf_counter()
+    for i in range(config.members):
+        member_config = config.replace(seed=config.seed + i, members=1, name=f"{MEMBERS_DIR}/{i}")
+        member_dir = run_dir / MEMBERS_DIR / str(i)
+        member_dir.mkdir(parents=True, exist_ok=True)
+        member_config.save(member_dir)
+        result = train(member_config, splits, member_dir, progress=progress, callbacks=callbacks)
+        if result.epochs_completed == 0 or result.interrupted:
+            if result.epochs_completed:
+                results.append(result)
+            break
+        results.append(result)
+    train_seconds = time.perf_counter() - t0
+    interrupted = len(results) < config.members
+    history: dict[str, list[float]] = {}
+    files: dict[str, Path] = {}
+    if results:
+        n_epochs = min(r.epochs_completed for r in results)
+        for key in results[0].history:
+            columns = [r.history[key][:n_epochs] for r in results]
+            reduce = np.sum if key == "epoch_seconds" else np.mean
+            history[key] = [float(reduce([c[e] for c in columns])) for e in range(n_epochs)]
+        atomic_write_json(run_dir / HISTORY_JSON, history)
+        atomic_write_text(run_dir / HISTORY_CSV, _history_csv(history))
+        model = average_model([r.model for r in results], image_size=config.image_size)
+        files["model"] = save_model(model, run_dir / MODEL_FILE)
+        files["history"] = run_dir / HISTORY_JSON
+    else:
+        model = None
+    return TrainResult(
+        model=model,
+        history=history,
+        train_seconds=train_seconds,
+        epochs_completed=min((r.epochs_completed for r in results), default=0),
+        interrupted=interrupted,
+        best_epoch=None,
         files=files,
     )
