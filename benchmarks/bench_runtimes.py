@@ -127,6 +127,14 @@ def _versions() -> str:
     return ", ".join(out)
 
 
+def _describe(model_dir: Path) -> str:
+    """'shipped pretrained strong model' or 'model in DIR (preset P)', from its config.json."""
+    preset = json.loads((model_dir / "config.json").read_text()).get("preset", "?")
+    if model_dir.resolve() == PRETRAINED.resolve():
+        return f"shipped pretrained {preset} model"
+    return f"model in {model_dir} (preset {preset})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cold", type=int, default=3, help="cold-start repeats per runtime (median)")
@@ -176,7 +184,7 @@ def main() -> None:
 
     lines = [
         f"Command: `python benchmarks/bench_runtimes.py --cold {args.cold} --calls {args.calls}"
-        + (" --write" if args.write else "") + "` on the shipped pretrained seed model "
+        + (" --write" if args.write else "") + f"` on the {_describe(Path(args.model))} "
         "(exported first with `digitlab export` to ONNX and LiteRT, float32 and quantized).",
         "",
         f"Machine: {machine()}; {_versions()}; date {time.strftime('%Y-%m-%d')}. "
