@@ -109,6 +109,24 @@ def _print_run_summary(result: Any, *, what: str) -> None:
         _say(f"  report          {result.report}")
 
 
+def _train_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
+    """`run` and `train` share their options (Typer needs them spelled out in each
+    signature) and this body; `train` stops before figures and report."""
+    from .pipeline import run as run_pipeline
+
+    o = options
+    config = _config(o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"], limit=o["limit"],
+                     out=o["out"], name=o["name"], data_dir=o["data_dir"], download=o["download"] or None,
+                     val_fraction=o["val_fraction"], stratify=o["stratify"] or None, learning_rate=o["lr"],
+                     members=o["members"])
+    result = run_pipeline(config, command=_command_line(ctx), full_report=full_report)
+    _print_run_summary(result, what="Run" if full_report else "Training")
+    if result.interrupted:
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if not full_report:
+        _say(f"Figures and report: digitlab evaluate {result.run_dir}")
+
+
 @app.command()
 def run(
     ctx: typer.Context,
@@ -118,15 +136,7 @@ def run(
     lr: LearningRate = None, members: Members = None,
 ) -> None:
     """The main job: explore the data, train, evaluate, draw every figure, write the report."""
-    from .pipeline import run as run_pipeline
-
-    config = _config(preset, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, out=out, name=name,
-                     data_dir=data_dir, download=download or None, val_fraction=val_fraction,
-                     stratify=stratify or None, learning_rate=lr, members=members)
-    result = run_pipeline(config, command=_command_line(ctx))
-    _print_run_summary(result, what="Run")
-    if result.interrupted:
-        raise typer.Exit(EXIT_INTERRUPTED)
+    _train_job(ctx, locals(), full_report=True)
 
 
 @app.command()
@@ -138,17 +148,7 @@ def train(
     lr: LearningRate = None, members: Members = None,
 ) -> None:
     """Train a model and save it with its config, history and test metrics (no figures/report)."""
-    from .pipeline import run as run_pipeline
-
-    config = _config(preset, epochs=epochs, batch_size=batch_size, seed=seed, limit=limit, out=out, name=name,
-                     data_dir=data_dir, download=download or None, val_fraction=val_fraction,
-                     stratify=stratify or None, learning_rate=lr, members=members)
-    result = run_pipeline(config, command=_command_line(ctx), full_report=False)
-    _print_run_summary(result, what="Training")
-    if not result.interrupted:
-        _say(f"Figures and report: digitlab evaluate {result.run_dir}")
-    else:
-        raise typer.Exit(EXIT_INTERRUPTED)
+    _train_job(ctx, locals(), full_report=False)
 
 
 @app.command()
