@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -60,8 +59,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from . import __version__
+from . import __version__, backend
 from .errors import ConfigError, ModelError
+from .runs import sha256_file
 
 FORMATS = ("onnx", "litert", "savedmodel", "keras")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -82,14 +82,6 @@ _INFERENCE_NOOP_PREFIXES = ("Random", "Gaussian", "Dropout", "SpatialDropout", "
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def metadata_path(artifact: str | os.PathLike) -> Path:
@@ -196,7 +188,7 @@ def inference_model(model: Any) -> Any:
     shared, not copied). Other models are returned as they are: tracing with
     training=False already leaves those layers out of the graph.
     """
-    keras = _keras()
+    keras = backend.keras()
     if isinstance(model, keras.Sequential) and any(_noop_at_inference(layer) for layer in model.layers):
         kept = [layer for layer in model.layers if not _noop_at_inference(layer)]
         shape = tuple(model.input_shape[1:])
@@ -214,21 +206,9 @@ def _check_io(model: Any, config: Any) -> None:
                          f"this one maps {in_shape} to {out_shape}")
 
 
-def _keras() -> Any:
-    from . import backend
-
-    return backend.keras()
-
-
-def _tf() -> Any:
-    from . import backend
-
-    return backend.tensorflow()
-
-
 def _serving_function(model: Any, size: int) -> Any:
     """The model as one tf.function with an explicit float32 [None, size, size, 1] signature."""
-    tf = _tf()
+    tf = backend.tensorflow()
     spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
@@ -348,7 +328,7 @@ def _onnx_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
 
 def _write_savedmodel(model: Any, size: int, dest: Path) -> None:
     """tf.saved_model with one `serving_default` signature: image -> {probabilities}."""
-    tf = _tf()
+    tf = backend.tensorflow()
     serve, _ = _serving_function(model, size)
     module = tf.Module()
     module.model = model  # tracks the variables
@@ -357,7 +337,7 @@ def _write_savedmodel(model: Any, size: int, dest: Path) -> None:
 
 
 def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarray | None) -> bytes:
-    tf = _tf()
+    tf = backend.tensorflow()
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     serve, _ = _serving_function(model, size)
@@ -493,11 +473,11 @@ def parity_check(artifact: Path, model: Any, fmt: str, config: Any, n: int = 200
 
         got = LiteRTRunner(artifact, threads=1)(x)
     elif fmt == "savedmodel":
-        tf = _tf()
+        tf = backend.tensorflow()
         loaded = tf.saved_model.load(str(artifact))
         got = loaded.signatures["serving_default"](**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
     else:
-        reloaded = _keras().models.load_model(artifact, compile=False)
+        reloaded = backend.keras().models.load_model(artifact, compile=False)
         got = np.asarray(reloaded(x, training=False))
     return {"max_abs_diff": float(np.abs(got - ref).max()),
             "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),

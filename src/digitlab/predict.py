@@ -15,7 +15,6 @@ mutable state after loading: it may be shared by threads.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.resources
 import json
 import os
@@ -28,16 +27,13 @@ import numpy as np
 from . import __version__
 from . import preprocess as pp
 from .errors import ConfigError, DigitlabError, ImageError, ModelError
+from .runs import sha256_file
 
 DEFAULT_THRESHOLD = 0.6
 MODEL_FILE = "model.keras"
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.json"
 MODES = ("digit", "number", "auto")
-
-
-def _round(x: float) -> float:
-    return float(x)
 
 
 @dataclass(frozen=True)
@@ -126,11 +122,7 @@ def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike
 
 def _sha12(path: Path) -> str | None:
     try:
-        h = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()[:12]
+        return sha256_file(path)[:12]
     except OSError:
         return None
 

@@ -370,22 +370,17 @@ def _box_max(a: np.ndarray) -> np.ndarray:
     return np.max([p[i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=0)
 
 
-def estimate_background(ink: np.ndarray) -> np.ndarray | float:
+def _background(ink: np.ndarray) -> np.ndarray | float | tuple[float]:
     """The ink map of the bare paper: a constant for small images, a smooth
     surface for larger ones (uneven light and shadows in phone photos).
 
     Blocks of ~1/8 of the short side give a low percentile each (strokes are a
     minority); a 3x3 grey opening of the block grid (minimum, then maximum)
     removes blocks that a thick stroke fills while keeping a light gradient
-    exactly; a bilinear resize makes the surface smooth.
+    exactly; a bilinear resize makes the surface smooth. A flat surface (a
+    uniform border clips it to one value) comes back as a 1-tuple (value,)
+    instead of a full array, so clean scans skip the full-size work.
     """
-    bg = _background(ink)
-    return np.full(ink.shape, bg[0], np.float64) if isinstance(bg, tuple) else bg
-
-
-def _background(ink: np.ndarray) -> np.ndarray | float | tuple[float]:
-    """`estimate_background`, but a surface that is flat (a uniform border clips it to one
-    value) comes back as a 1-tuple (value,) instead of a full array."""
     h, w = ink.shape
     if min(h, w) < 64:
         return _median(_border(ink))
@@ -598,23 +593,6 @@ def _parts_from_stats(count: int, stats: tuple[np.ndarray, ...] | None, min_frac
     x0, y0, x1, y1, area = (v.tolist() for v in stats)
     keep = max(2.0, min_fraction * float(max(area[1:])))
     return [_Part([i], x0[i], y0[i], x1[i], y1[i], area[i]) for i in range(1, count + 1) if area[i] >= keep]
-
-
-def _parts(labels: np.ndarray, count: int, min_fraction: float = 0.05) -> list[_Part]:
-    """Components with their boxes, specks (tiny next to the largest) dropped."""
-    if count == 0:
-        return []
-    ys, xs = np.nonzero(labels)
-    ids = labels[ys, xs]
-    area = np.bincount(ids, minlength=count + 1)
-    big = float(area[1:].max())
-    x0 = np.full(count + 1, labels.shape[1]); np.minimum.at(x0, ids, xs)
-    y0 = np.full(count + 1, labels.shape[0]); np.minimum.at(y0, ids, ys)
-    x1 = np.zeros(count + 1, np.int64); np.maximum.at(x1, ids, xs + 1)
-    y1 = np.zeros(count + 1, np.int64); np.maximum.at(y1, ids, ys + 1)
-    keep = max(2.0, min_fraction * big)
-    return [_Part([i], int(x0[i]), int(y0[i]), int(x1[i]), int(y1[i]), int(area[i]))
-            for i in range(1, count + 1) if area[i] >= keep]
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:

@@ -34,6 +34,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from .errors import ModelError
+from .runs import sha256_file
 
 RUNTIMES = ("keras", "onnx", "litert")
 ONNX_FILE = "model.onnx"  # same names as export.py (not imported: it is heavier)
@@ -142,9 +143,7 @@ def _check_file(path: Path) -> None:
     if size != want_size:
         raise ModelError(f"{path}: {size} bytes, but its export metadata says {want_size} "
                          f"(truncated or replaced? re-export it with `digitlab export`)")
-    import hashlib
-
-    if hashlib.sha256(path.read_bytes()).hexdigest() != want_sha:
+    if sha256_file(path) != want_sha:
         raise ModelError(f"{path}: contents do not match the sha256 in {side.name} "
                          f"(corrupted or replaced? re-export it with `digitlab export`)")
 
@@ -328,9 +327,7 @@ def _onnx_is_current(onnx_file: Path) -> bool:
         expected = json.loads(side.read_text(encoding="utf-8"))["source_model"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return True
-    import hashlib
-
-    return hashlib.sha256(keras_file.read_bytes()).hexdigest() == expected
+    return sha256_file(keras_file) == expected
 
 
 def choose_runtime(model_path: str | Path) -> str:
