@@ -78,8 +78,9 @@ def environment() -> dict[str, Any]:
 
 def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, history: dict | None,
                         timer: _Timer, *, command: str, base_metrics: dict[str, Any],
-                        figures: dict[str, Path]) -> RunResult:
-    """Evaluate `model` on the test set and write metrics, figures and report."""
+                        figures: dict[str, Path], figures_and_report: bool = True) -> RunResult:
+    """Evaluate `model` on the test set and write the summary and metrics, then
+    (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
     from . import plots, report
     from .evaluate import evaluate_model
     from .models import count_params, summary_text
@@ -89,12 +90,14 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
     metrics = {**base_metrics, **ev.metrics, "params": count_params(model)}
     summary = summary_text(model)
     atomic_write_text(run_dir / SUMMARY_FILE, summary + "\n")
+    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    if not figures_and_report:
+        return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings)
     with timer("evaluation_figures"):
         figures.update(plots.evaluation_figures(
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
             run_dir / FIGURES_DIR, seed=config.seed,
         ))
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
     with timer("report"):
         report_path = report.write_report(
             run_dir, config=config.to_dict(), metrics=metrics, history=history, model_summary=summary,
@@ -115,8 +118,6 @@ def run(config: Config, *, command: str = "digitlab (Python API)", explore: bool
     """
     from . import plots
     from .data import load_mnist_data
-    from .evaluate import evaluate_model
-    from .models import count_params, summary_text
     from .train import make_splits, train
 
     timer = _Timer()
@@ -152,16 +153,8 @@ def run(config: Config, *, command: str = "digitlab (Python API)", explore: bool
             atomic_write_json(run_dir / METRICS_FILE, base)
             set_latest(run_dir)
         return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True)
-    if full_report:
-        out = _write_eval_outputs(run_dir, config, result.model, data, result.history, timer,
-                                  command=command, base_metrics=base, figures=figures)
-    else:
-        with timer("evaluate"):
-            ev = evaluate_model(result.model, data.x_test, data.y_test, scale=config.scale)
-        metrics = {**base, **ev.metrics, "params": count_params(result.model)}
-        atomic_write_text(run_dir / SUMMARY_FILE, summary_text(result.model) + "\n")
-        atomic_write_json(run_dir / METRICS_FILE, metrics)
-        out = RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings)
+    out = _write_eval_outputs(run_dir, config, result.model, data, result.history, timer, command=command,
+                              base_metrics=base, figures=figures, figures_and_report=full_report)
     timer.timings["total"] = time.perf_counter() - t_start
     timer.timings["outside_fit_share"] = 1.0 - timer.timings["train"] / timer.timings["total"]
     atomic_write_json(run_dir / TIMINGS_FILE, timer.timings)

@@ -214,13 +214,10 @@ class Predictor:
             number = auto = False
         else:
             segs = pp.segment_digits(img)
-            if mode == "auto" and len(segs) < 2:
-                # one group holds all ink, exactly what find_digit would give: a single digit
-                boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
-                number = auto = False
-            else:
-                boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
-                number, auto = True, mode == "auto"
+            boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
+            # In auto mode one group holds all the ink (what find_digit would give): a single digit.
+            number = mode == "number" or len(segs) >= 2
+            auto = number and mode == "auto"
         return _Prepared(source, number, auto, boxes, inputs, img if keep_image else None)
 
     def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None) -> DigitPrediction:
