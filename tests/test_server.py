@@ -187,6 +187,9 @@ def test_docs_pages_load_everything_from_this_server(client):
     for page, needs in (("/docs", ("swagger-ui-bundle", "swagger-ui.css")), ("/redoc", ("redoc",))):
         r = client.get(page)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        # ... and the browser may load nothing from elsewhere (ReDoc's bundle links a logo on its CDN).
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "img-src 'self' data:;" in csp and "http" not in csp
         html = r.text
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), f"{page} names another origin"
         urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html) + re.findall(r"""url:\s*['"]([^'"]+)['"]""", html)

@@ -5,7 +5,8 @@ is loaded once in the app's lifespan, with the threads and pixel budget its work
 runs under (`work.ImageWork`, on `app.state.work`). Requests pass the Host check
 and the body cap (middleware.py) before any route; every error is JSON
 (errors.py). /docs and /redoc load Swagger UI and ReDoc from this server
-(fastapi-offline ships the files), so they work offline like the page.
+(fastapi-offline ships the files), so they work offline like the page, and their
+Content-Security-Policy keeps the browser from loading anything from elsewhere.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
 from . import errors
-from .middleware import BodyLimit, HostCheck
-from .page import add_page_routes
+from .middleware import BodyLimit, HostCheck, PathHeaders
+from .page import DOCS_CSP, add_page_routes
 from .routes import add_api_routes
 from .settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, LOOPBACK_HOSTS, Settings, host_list
 from .work import ImageWork
 
+DOCS_URL, REDOC_URL = "/docs", "/redoc"
 DESCRIPTION = ("Handwritten digit recognition (MNIST models trained with digitlab). "
                "Send an image as multipart (`file`) or as the raw request body "
                "(`Content-Type: image/*` or `application/octet-stream`). "
@@ -63,12 +65,15 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
 
     app = FastAPIOffline(
         title="digitlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+        docs_url=DOCS_URL, redoc_url=REDOC_URL,
         # Swagger UI would otherwise ask validator.swagger.io about the schema.
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.work = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
+    app.add_middleware(PathHeaders, paths=(DOCS_URL, REDOC_URL),
+                       headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"})
     if settings.allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=settings.allowed_hosts)  # outermost: refuse before anything else
     errors.add_handlers(app)

@@ -1,5 +1,5 @@
-"""Pure ASGI middlewares that refuse a request before any route runs: a Host check
-(DNS rebinding) and the request body cap."""
+"""Pure ASGI middlewares: a Host check (DNS rebinding) and the request body cap, which
+refuse a request before any route runs, and extra response headers for some paths."""
 
 from __future__ import annotations
 
@@ -86,3 +86,24 @@ class BodyLimit:
         except errors.BodyTooLarge:
             if not started:  # raised outside a route (e.g. while FastAPI parsed a form)
                 await errors.too_large(limit)(scope, receive, send)
+
+
+class PathHeaders:
+    """Adds `headers` to every response for one of `paths` (e.g. a Content-Security-Policy
+    for pages whose routes a library defines)."""
+
+    def __init__(self, app: Any, paths: tuple[str, ...], headers: dict[str, str]):
+        self.app, self.paths = app, frozenset(paths)
+        self.headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -17,6 +17,11 @@ STATIC_FILES = {  # name -> media type; the only files served under /static
 # The page works offline: everything comes from this server (images from blobs/data URLs).
 CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
        "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+# /docs and /redoc: Swagger UI and ReDoc start from an inline script and style themselves inline;
+# the browser refuses anything from elsewhere (ReDoc's footer would fetch a logo from its CDN).
+DOCS_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+            "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
+            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
 
 def _load_static() -> dict[str, tuple[bytes, str, str]]:
