@@ -290,7 +290,7 @@ def test_the_pixel_budget_admits_one_full_size_image_at_a_time():
 
     async def run(png: bytes) -> int:
         predictor = Slow()
-        work = ImageWork(predictor, max_pixels=600 * 600, threads=4)
+        work = ImageWork(predictor, max_pixels=600 * 600)
         async with anyio.create_task_group() as tg:
             for i in range(4):
                 tg.start_soon(work.prepare, png, f"{i}.png", "digit")

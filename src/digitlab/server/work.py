@@ -15,13 +15,12 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from . import errors
 from ..errors import DigitlabError
+from . import errors
 
 # Images of at least this many pixels give their freed memory back at once (malloc_trim,
 # a few ms); smaller ones (the page's 280x280 canvas) would pay that for a few MB.
@@ -74,22 +73,18 @@ def _heap_trimmer() -> Callable[[], None]:
 
 
 class ImageWork:
-    """The loaded Predictor plus the threads and the pixel budget its work runs under."""
+    """The loaded Predictor and the pixel budget its work runs under (in Starlette's thread pool)."""
 
-    def __init__(self, predictor: Any, *, max_pixels: int, threads: int | None = None):
-        import anyio
-
+    def __init__(self, predictor: Any, *, max_pixels: int):
         self.predictor = predictor
         self.max_pixels = max_pixels
         self.budget = PixelBudget(max_pixels)
-        # More threads than cores only make each image slower (the work is CPU-bound).
-        self.limiter = anyio.CapacityLimiter(threads or max(2, os.cpu_count() or 2))
         self._trim = _heap_trimmer()
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        import anyio.to_thread
+        from starlette.concurrency import run_in_threadpool
 
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+        return await run_in_threadpool(fn, *args)
 
     def _prepare(self, data: bytes, name: str, mode: str) -> Any:
         """Decode and preprocess one image (in a worker thread); the image is dropped before returning."""
