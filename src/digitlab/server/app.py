@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 from typing import Any, Callable, Optional, Sequence
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
@@ -40,6 +41,8 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
     `predictor_factory()` (default: `Predictor.load(model, runtime=runtime)`; model=None is the
     shipped pretrained model). `allowed_hosts`: the names the Host header may carry (any
     port); None or ["*"] allows any (for a server bound to a public address)."""
+    if isinstance(allowed_hosts, str):
+        allowed_hosts = [allowed_hosts]
     settings = Settings(model=None if model is None else str(model), runtime=runtime, max_bytes=int(max_bytes),
                         max_pixels=int(max_pixels),
                         allowed_hosts=host_list(None if allowed_hosts is None else list(allowed_hosts)))
@@ -60,8 +63,6 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
             yield
         finally:
             app.state.work = None
-
-    from fastapi_offline import FastAPIOffline
 
     app = FastAPIOffline(
         title="digitlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,

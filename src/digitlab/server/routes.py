@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from . import errors
@@ -25,7 +26,7 @@ def _media_type(request: Request) -> str:
 async def _read_form(request: Request, max_files: int) -> Any:
     try:
         return await request.form(max_files=max_files, max_fields=max_files + 16)
-    except (errors.ApiError, errors.BodyTooLarge):
+    except (errors.ApiError, errors.BodyTooLarge, ClientDisconnect):
         raise
     except Exception as exc:  # noqa: BLE001 - malformed multipart from the client
         detail = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
