@@ -42,7 +42,6 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
 from _common import cpu_name, write_section
 
 HOST = "127.0.0.1"
@@ -250,7 +249,8 @@ def worst_batch(n: int, max_pixels: int, max_bytes: int) -> tuple[bytes, str, st
     body = b"".join(parts) + f"--{boundary}--\r\n".encode()
     if len(body) > max_bytes:
         raise SystemExit(f"the batch body ({len(body):,} bytes) is over the server's limit ({max_bytes:,})")
-    desc = f"{n} RGBA PNGs of {side}x{side} = {side * side / 1e6:.1f} MP each, {len(png) / 1e3:.0f} KB each, {len(body) / 1e6:.2f} MB in all"
+    desc = (f"{n} RGBA PNGs of {side}x{side} = {side * side / 1e6:.1f} MP each, {len(png) / 1e3:.0f} KB each, "
+            f"{len(body) / 1e6:.2f} MB in all")
     return body, f"multipart/form-data; boundary={boundary}", desc
 
 
@@ -273,11 +273,11 @@ def batch_memory(server: Server, n: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| request | concurrency | requests | req/s | p50 ms | p99 ms | errors | server CPU ms/request | server RSS MiB |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| request | concurrency | requests | req/s | p50 ms | p99 ms | errors | server CPU ms/request "
+           "| server RSS MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        out.append(f"| {r['kind']} | {r['concurrency']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p99']:.1f} "
-                   f"| {r['errors']} | {r['cpu_ms']:.2f} | {r['rss']:.0f} |")
+        out.append(f"| {r['kind']} | {r['concurrency']} | {r['requests']} | {r['rps']:.0f} | {r['p50']:.1f} "
+                   f"| {r['p99']:.1f} | {r['errors']} | {r['cpu_ms']:.2f} | {r['rss']:.0f} |")
     return "\n".join(out)
 
 
@@ -286,7 +286,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level (default 20)")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--request", choices=sorted(REQUESTS), nargs="+", default=["page", "api"])
-    ap.add_argument("--batch-images", type=int, default=None, help="images in the memory test (default: the server's max_batch)")
+    ap.add_argument("--batch-images", type=int, default=None,
+                    help="images in the memory test (default: the server's max_batch)")
     ap.add_argument("--no-memory", action="store_true", help="skip the batch memory test")
     ap.add_argument("--model", default=None, help="model path (default: the shipped pretrained model)")
     ap.add_argument("--workers", type=int, default=1)

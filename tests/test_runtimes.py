@@ -210,3 +210,79 @@ def test_serving_without_tensorflow(model_dir, mnist):
         print(predictor.runner.name, "tensorflow" in sys.modules, "keras" in sys.modules)
     """)
     assert out.split() == ["onnx", "False", "False"], out
+
+
+# --------------------------------------------------------------------------- the contract, for every runtime
+
+
+def _keras_model_dir(tmp_path, name, build):
+    """A model directory holding `build(keras)` as model.keras and a seed config."""
+    from digitlab import backend
+    from digitlab.config import make_config
+
+    keras = backend.keras()
+    folder = tmp_path / name
+    folder.mkdir()
+    model = build(keras)
+    model.save(folder / "model.keras")
+    make_config("seed").save(folder)
+    return folder
+
+
+def _dense(keras, shape=(28, 28, 1), units=10, activation="softmax", outputs=1):
+    inputs = keras.Input(shape=shape)
+    x = keras.layers.Flatten()(inputs)
+    heads = [keras.layers.Dense(units, activation=activation)(x) for _ in range(outputs)]
+    return keras.Model(inputs, heads if outputs > 1 else heads[0])
+
+
+@pytest.mark.parametrize("name, build, message", [
+    ("three_classes", lambda k: _dense(k, units=3), r"maps \(N, 28, 28, 1\) to \(3,\)"),
+    ("logits", lambda k: _dense(k, activation=None), "not probabilities"),
+    ("input_32", lambda k: _dense(k, shape=(32, 32, 1)), "does not accept"),
+    ("two_outputs", lambda k: _dense(k, outputs=2), "2 outputs"),
+])
+def test_keras_runner_holds_models_to_the_contract(tmp_path, name, build, message):
+    from digitlab.runtimes import open_runner
+
+    folder = _keras_model_dir(tmp_path, name, build)
+    with pytest.raises(ModelError, match=message):
+        open_runner(folder, "keras")
+
+
+def test_a_model_that_outputs_nan_is_an_error_not_an_answer(tmp_path):
+    from digitlab.runtimes import open_runner
+
+    def nan_model(keras):
+        model = _dense(keras)
+        for w in model.weights:
+            w.assign(np.full(w.shape, np.nan, dtype="float32"))
+        return model
+
+    with pytest.raises(ModelError, match="non-finite probabilities"):
+        open_runner(_keras_model_dir(tmp_path, "nan", nan_model), "keras")
+
+
+def test_onnx_runner_refuses_a_logits_model(tmp_path):
+    """The same single check applies to ONNX: a graph without a softmax is refused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from digitlab.config import make_config
+    from digitlab.runtimes import open_runner
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 1, (784, 10)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "logits", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 28, 28, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 10])], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder = tmp_path / "onnx_logits"
+    folder.mkdir()
+    onnx.save(model, folder / "model.onnx")
+    make_config("seed").save(folder)
+    with pytest.raises(ModelError, match="not probabilities"):
+        open_runner(folder / "model.onnx")

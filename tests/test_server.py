@@ -5,18 +5,14 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from serving import ServerProcess, model_arg, user_png
 
-pytest.importorskip("fastapi", reason="needs the 'serve' extra: pip install 'digitlab[serve]'")
-
-from serving import ServerProcess, model_arg, user_png  # noqa: E402
-
-from digitlab.server import create_app  # noqa: E402
+from digitlab.server import create_app
 
 BASE = "http://127.0.0.1:8000"
 
@@ -148,7 +144,7 @@ def test_health_and_model_info(client):
 
 def test_model_info_names_the_file_not_its_path(client, app):
     """/api/model gives the model id and file name, never where the model lives on the server."""
-    path = app.state.work.predictor.info["model_path"]
+    path = app.state.work.predictor.model_path
     r = client.get("/api/model")
     assert r.status_code == 200
     model = r.json()["model"]
@@ -192,7 +188,8 @@ def test_docs_pages_load_everything_from_this_server(client):
         assert "default-src 'self'" in csp and "img-src 'self' data:;" in csp and "http" not in csp
         html = r.text
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), f"{page} names another origin"
-        urls = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html) + re.findall(r"""url:\s*['"]([^'"]+)['"]""", html)
+        urls = (re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+                + re.findall(r"""url:\s*['"]([^'"]+)['"]""", html))
         assert all(u.startswith("/") and not u.startswith("//") for u in urls), urls
         assert all(any(n in u for u in urls) for n in needs), (page, urls)
         assets.update(urls)
@@ -341,7 +338,7 @@ def test_an_unexpected_exception_is_a_json_500(samples):
 
     png = samples[1][1]
     for fake in (FakePredictor(fail_prepare=["*"]), FakePredictor(fail_finish=["*"])):
-        with TestClient(create_app(lambda: fake), base_url=BASE, raise_server_exceptions=False) as c:
+        with TestClient(create_app(lambda fake=fake: fake), base_url=BASE, raise_server_exceptions=False) as c:
             for path in ("/api/predict", "/api/predict/number", "/api/predict?include_input=true"):
                 r = c.post(path, content=png, headers={"Content-Type": "image/png"})
                 assert r.headers["content-type"] == "application/json", (path, r.text)

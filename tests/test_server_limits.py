@@ -16,10 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("fastapi", reason="needs the 'serve' extra: pip install 'digitlab[serve]'")
-
-from serving import ServerProcess, model_arg  # noqa: E402
+from serving import ServerProcess, model_arg
 
 LIMIT = 20  # --limit-concurrency of the test server
 TIMEOUT = 1.0  # its header, body and keep-alive timeouts, seconds
@@ -50,7 +47,7 @@ def read_all(sock: socket.socket, timeout: float = TIMEOUT + SLACK) -> tuple[byt
     try:
         while chunk := sock.recv(65536):
             data += chunk
-    except (ConnectionResetError, socket.timeout):
+    except (TimeoutError, ConnectionResetError):
         pass
     return data, time.monotonic() - t0
 

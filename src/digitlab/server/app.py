@@ -1,8 +1,8 @@
 """The application: `create_app()` builds it (nothing happens at import time).
 
 The Predictor (the very same one the CLI uses: same preprocessing, same runner)
-is loaded once in the app's lifespan, with the threads and pixel budget its work
-runs under (`work.ImageWork`, on `app.state.work`). Requests pass the Host check
+is loaded once in the app's lifespan, with the pixel budget its work runs
+under (`work.ImageWork`, on `app.state.work`). Requests pass the Host check
 and the body cap (middleware.py) before any route; every error is JSON
 (errors.py). /docs and /redoc load Swagger UI and ReDoc from this server
 (fastapi-offline ships the files), so they work offline like the page, and their
@@ -12,8 +12,9 @@ Content-Security-Policy keeps the browser from loading anything from elsewhere.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline

@@ -3,7 +3,8 @@ refuse a request before any route runs, and extra response headers for some path
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from . import errors
 

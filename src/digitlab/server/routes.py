@@ -60,10 +60,12 @@ def _work(request: Request) -> ImageWork:
     return work
 
 
-def model_summary(info: dict[str, Any]) -> dict[str, Any]:
-    """The public facts about the model, picked one by one from Predictor.info (a whitelist:
-    a key added there later is not published by accident)."""
-    path = info.get("model_path")
+def model_summary(predictor: Any) -> dict[str, Any]:
+    """The public facts about the model, picked one by one (a whitelist: whatever else
+    Predictor.info holds, now or later, is not published). The file is given by name only,
+    whichever field it comes from, so no directory of the server's disk is ever shown."""
+    info = dict(getattr(predictor, "info", None) or {})
+    path = getattr(predictor, "model_path", None) or info.get("model_file") or info.get("model_path")
     return {"model_id": info.get("model_id"), "file": PurePath(str(path)).name if path else None,
             "preset": info.get("preset"), "test_accuracy": info.get("test_accuracy"), "runtime": info.get("runtime"),
             "threshold": info.get("threshold"), "digitlab_version": info.get("digitlab_version")}
@@ -119,7 +121,7 @@ def add_api_routes(app: FastAPI) -> None:
         finally:
             await form.close()
         results = await work.finish([p for _, p in prepared])
-        for (item, _), result in zip(prepared, results):
+        for (item, _), result in zip(prepared, results, strict=True):
             if isinstance(result, errors.ApiError):
                 item.update(error=result.error, detail=str(result.detail))
             else:
@@ -135,7 +137,7 @@ def add_api_routes(app: FastAPI) -> None:
 
     @app.get("/api/model", response_model=ModelInfo, summary="The model and its preprocessing contract", tags=["info"])
     async def model_info(request: Request) -> Any:
-        summary = model_summary(dict(_work(request).predictor.info))
+        summary = model_summary(_work(request).predictor)
         settings = request.app.state.settings
         return {
             "model": summary,

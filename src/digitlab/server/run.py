@@ -1,19 +1,31 @@
 """`serve()`: check the options, load the model, and run uvicorn (what `digitlab serve` does).
 
-Light to import: FastAPI and uvicorn are imported when serving starts, so a missing
-'serve' extra is a clean error line.
+Light to import: FastAPI and uvicorn are imported when serving starts, so a broken
+install is a clean error line.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from ..errors import ConfigError
-from .settings import (ANY_HOST, DEFAULT_LIMIT_CONCURRENCY, DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS,
-                       DEFAULT_TIMEOUT_BODY, DEFAULT_TIMEOUT_HEADERS, DEFAULT_TIMEOUT_KEEP_ALIVE, LOOPBACK_HOSTS,
-                       MAX_TIMEOUT, Settings, host_list, is_loopback)
+from .settings import (
+    ANY_HOST,
+    DEFAULT_LIMIT_CONCURRENCY,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_TIMEOUT_BODY,
+    DEFAULT_TIMEOUT_HEADERS,
+    DEFAULT_TIMEOUT_KEEP_ALIVE,
+    LOOPBACK_HOSTS,
+    MAX_TIMEOUT,
+    Settings,
+    host_list,
+    is_loopback,
+)
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 MAX_WORKERS = 64  # each worker process loads its own copy of the model
@@ -43,7 +55,8 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
         import httptools  # noqa: F401
         import uvicorn
     except ImportError as exc:
-        raise ConfigError(f"serving needs the 'serve' extra: pip install 'digitlab[serve]' ({exc})") from None
+        raise ConfigError(f"serving needs fastapi, fastapi-offline and uvicorn[standard], which digitlab installs; "
+                          f"reinstall it ({exc})") from None
     _check_options(port=port, workers=workers, log_level=log_level, limit_concurrency=limit_concurrency,
                    timeouts={"--timeout-keep-alive": timeout_keep_alive, "--timeout-headers": timeout_headers,
                              "--timeout-body": timeout_body},
@@ -139,7 +152,8 @@ def _probe_port(host: str, port: int) -> None:
         raise ConfigError(f"--host {host!r} is not a usable address ({exc.strerror})") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use; stop the other server or pick another --port") from None
+            raise ConfigError(f"port {port} on {host} is already in use; "
+                              "stop the other server or pick another --port") from None
         if exc.errno == errno.EACCES:
             raise ConfigError(f"no permission to bind port {port} on {host}; use a port above 1023") from None
         raise ConfigError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None

@@ -60,7 +60,7 @@ class Settings:
                 ENV_ALLOWED_HOSTS: ANY_HOST if self.allowed_hosts is None else ",".join(self.allowed_hosts)}
 
     @classmethod
-    def from_env(cls, env: Optional[dict[str, str]] = None) -> "Settings":
+    def from_env(cls, env: Optional[dict[str, str]] = None) -> Settings:
         env = os.environ if env is None else env
         hosts = env.get(ENV_ALLOWED_HOSTS)
         return cls(model=env.get(ENV_MODEL) or None, runtime=env.get(ENV_RUNTIME) or "auto",
@@ -69,7 +69,7 @@ class Settings:
                    allowed_hosts=LOOPBACK_HOSTS if not hosts else host_list(hosts.split(",")))
 
 
-def host_list(names: "list[str] | tuple[str, ...] | None") -> Optional[tuple[str, ...]]:
+def host_list(names: list[str] | tuple[str, ...] | None) -> Optional[tuple[str, ...]]:
     """Normalised host names (lower case, no brackets or port); None when any host is allowed ("*")."""
     if names is None:
         return None

@@ -16,8 +16,9 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from ..errors import DigitlabError
 from . import errors
