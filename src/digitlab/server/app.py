@@ -1,8 +1,8 @@
 """The application: `create_app()` builds it (nothing happens at import time).
 
 The Predictor (the very same one the CLI uses: same preprocessing, same runner)
-is loaded once in the app's lifespan, with the pixel budget its work runs
-under (`work.ImageWork`, on `app.state.work`). Requests pass the Host check
+is loaded once in the app's lifespan (`app.state.predictor`), with the pixel
+budget its work runs under (`work.ImageWork`, on `app.state.work`). Requests pass the Host check
 and the body cap (middleware.py) before any route; every error is JSON
 (errors.py). /docs and /redoc load Swagger UI and ReDoc from this server
 (fastapi-offline ships the files), so they work offline like the page, and their
@@ -58,12 +58,13 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         predictor = await run_in_threadpool(factory)
+        app.state.predictor = predictor
         app.state.work = ImageWork(predictor, max_pixels=settings.max_pixels)
         app.state.started = time.monotonic()
         try:
             yield
         finally:
-            app.state.work = None
+            app.state.work = app.state.predictor = None
 
     app = FastAPIOffline(
         title="digitlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
@@ -72,7 +73,7 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
-    app.state.work = None
+    app.state.work = app.state.predictor = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
     app.add_middleware(PathHeaders, paths=(DOCS_URL, REDOC_URL),
                        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"})
