@@ -14,7 +14,6 @@ import inspect
 import os
 import shlex
 import sys
-from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
 
 import typer
@@ -325,71 +324,44 @@ def export(
     _say(f"  metadata (with the model's config) in {path.name}.json")
 
 
+from .server import settings as serving  # noqa: E402 - light (no FastAPI); the defaults live there
+
+
 @app.command()
 def serve(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or file. (default: the shipped pretrained model)")] = None,
-    runtime: Annotated[str, typer.Option(help="Inference runtime: auto picks the fastest available.")] = "auto",
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="PATH", help=(
+        "Model directory or file. (default: the shipped pretrained model)"))] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto picks the fastest available.",
+                                         metavar="NAME")] = "auto",
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.",
+                                      metavar="ADDRESS")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", metavar="N")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).", metavar="N")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help=(
+        "uvicorn log level: critical, error, warning, info, debug."))] = "info",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    limit_concurrency: Annotated[int, typer.Option("--limit-concurrency", metavar="N", help=(
+        "Open connections per worker; more are answered 503 and closed at once "
+        "(a flood cannot use up file descriptors)."))] = serving.DEFAULT_LIMIT_CONCURRENCY,
+    timeout_keep_alive: Annotated[float, typer.Option("--timeout-keep-alive", metavar="SECONDS", help=(
+        "An idle kept-alive connection is closed after this long."))] = serving.DEFAULT_TIMEOUT_KEEP_ALIVE,
+    timeout_headers: Annotated[float, typer.Option("--timeout-headers", metavar="SECONDS", help=(
+        "A client must send a request's headers within this long "
+        "(else 408 and close: slow-loris)."))] = serving.DEFAULT_TIMEOUT_HEADERS,
+    timeout_body: Annotated[float, typer.Option("--timeout-body", metavar="SECONDS", help=(
+        "A client must send a request's body within this long after its headers "
+        "(else 408 and close)."))] = serving.DEFAULT_TIMEOUT_BODY,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help=(
+        "Also answer requests whose Host header names NAME (repeatable; '*': any). Bound to loopback, "
+        "only localhost, 127.0.0.1 and ::1 are answered otherwise (DNS rebinding); bound to another "
+        "address, any name unless some are given."))] = None,
 ) -> None:
     """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
-    import errno
-    import socket
+    from .server import serve as run_server
 
-    from .errors import ConfigError
-
-    try:
-        import uvicorn  # noqa: F401
-
-        from . import server
-    except ImportError as exc:
-        raise ConfigError(f"serving needs the 'serve' extra: pip install 'digitlab[serve]' ({exc})") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be between 0 and 65535 (got {port})")
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1 (got {workers})")
-    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
-        raise ConfigError(f"--log-level must be one of critical, error, warning, info, debug (got {log_level!r})")
-    # Fail with one clear line, not a uvicorn traceback, when the port is taken.
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except socket.gaierror as exc:
-        raise ConfigError(f"--host {host!r} is not a usable address ({exc.strerror})") from None
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use; stop the other server or pick another --port") from None
-        if exc.errno == errno.EACCES:
-            raise ConfigError(f"no permission to bind port {port} on {host}; use a port above 1023") from None
-        raise ConfigError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None
-
-    import uvicorn
-
-    options = dict(host=host, port=port, log_level=log_level, access_log=access_log, server_header=False)
-    if workers == 1:
-        # Load the model here, so a bad --model is a clean error line before anything listens.
-        from .predict import Predictor
-
-        predictor = Predictor.load(model, runtime=runtime)
-        info = predictor.info
-        _say(f"model {info.get('model_id')} ({info.get('preset')}), runtime {info.get('runtime')}; "
-             f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-        uvicorn.run(server.create_app(lambda: predictor), **options)
-    else:
-        if model is not None and not Path(model).exists():
-            from .errors import ModelError
-
-            raise ModelError(f"--model {model}: no such file or directory")
-        os.environ[server.ENV_MODEL] = str(Path(model).resolve()) if model else ""
-        os.environ[server.ENV_RUNTIME] = runtime
-        _say(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl-C stops")
-        uvicorn.run("digitlab.server:app_from_env", factory=True, workers=workers, **options)
-
+    run_server(model, runtime, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
+               limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
+               timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (), say=_say)
 
 def _fill_metavars(command: Any) -> None:
     """Typer >= 0.22 shows a parameter's Python type (`<bool>`, `<str>`) where no metavar is
