@@ -51,7 +51,7 @@ def predict_files(predictor, images, tmp: Path, prefix: str, chunk: int = 500) -
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
+    return f"{x * 100:.2f}%"
 
 
 def _answered(results) -> str:

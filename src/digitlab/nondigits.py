@@ -187,7 +187,7 @@ class _Generator:
 
         limit = self.p["rotate"] if max_angle is None else max_angle
         angle = rng.uniform(-limit, limit)
-        img = img.rotate(angle, resample=Image.Resampling.BILINEAR, fillcolor=0)  # then BOX-reduced
+        img = img.rotate(angle, resample=Image.Resampling.NEAREST, fillcolor=0)  # BOX-reduced next: smooth
         return np.asarray(img.resize((w, h), Image.Resampling.BOX), np.float32) / 255.0
 
     def glyphs(self, rng: np.random.Generator, text: str, font: str, side: int) -> np.ndarray:
@@ -287,7 +287,7 @@ class _Generator:
         for direction in {"/": (1,), "\\": (-1,), "x": (1, -1)}.get(kind, ()):
             # parallel diagonals clipped to the box: x - direction * y = c
             span = (x1 - x0) + (y1 - y0)
-            for c in np.linspace(0, span, lines + 3)[1:-1]:
+            for c in np.linspace(0, span, lines + 4)[1:-1]:  # 4 lines at least: hatching, not "///"
                 pts = []
                 for t in np.linspace(0, 1, 200):
                     x = x0 + t * (x1 - x0)
@@ -357,16 +357,18 @@ def _style(rng: np.random.Generator, ink: np.ndarray, style: str) -> Any:
         rgb = paper + (pen - paper) * ink[..., None]
         return Image.fromarray(np.round(rgb).astype(np.uint8), "RGB")
     # a photo of paper: uneven light, a little blur and sensor noise, JPEG
-    yy, xx = np.mgrid[:h, :w] / max(h, w)
+    side = max(h, w)
+    yy = (np.arange(h, dtype=np.float32) / side)[:, None]
+    xx = (np.arange(w, dtype=np.float32) / side)[None, :]
     t = rng.uniform(0, 2 * np.pi)
-    ramp = (np.cos(t) * xx + np.sin(t) * yy)
-    ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
-    vignette = (xx - xx.mean()) ** 2 + (yy - yy.mean()) ** 2
-    light = 1.0 - rng.uniform(0.1, 0.4) * ramp - rng.uniform(0.0, 0.8) * vignette
+    ramp = np.cos(t) * xx + np.sin(t) * yy  # light falling off across the page ...
+    ramp = (ramp - ramp.min()) / max(float(ramp.max() - ramp.min()), 1e-6)
+    vignette = (xx - xx.mean()) ** 2 + (yy - yy.mean()) ** 2  # ... and towards the corners
+    light = 1.0 - np.float32(rng.uniform(0.1, 0.4)) * ramp - np.float32(rng.uniform(0.0, 0.8)) * vignette
     paper = np.array([rng.uniform(205, 245), rng.uniform(200, 240), rng.uniform(185, 230)], np.float32)
-    ink = _blur(ink, rng.uniform(0.3, 1.0) * max(1.0, max(h, w) / 100))
-    rgb = (paper + (pen + rng.uniform(10, 50) - paper) * ink[..., None]) * light[..., None]
-    rgb += rng.normal(0, rng.uniform(2, 8), rgb.shape)
+    ink = _blur(ink, rng.uniform(0.3, 1.0) * max(1.0, side / 100))
+    rgb = (paper + (pen + np.float32(rng.uniform(10, 50)) - paper) * ink[..., None]) * light[..., None]
+    rgb += rng.standard_normal(rgb.shape, dtype=np.float32) * np.float32(rng.uniform(2, 8))
     buf = io.BytesIO()
     Image.fromarray(np.clip(np.round(rgb), 0, 255).astype(np.uint8), "RGB").save(
         buf, "JPEG", quality=int(rng.integers(40, 86)))
