@@ -216,12 +216,14 @@ class _Generator:
         h = int(height * rng.uniform(1.3, 3.0)) + 4
         img, draw, k = self._canvas(w, h)
         f = self.font(font, size * k)
-        x, y = rng.uniform(0.2, 0.8, 2) * np.maximum(np.array([w - width, h - height]), 0) * k
-        y -= k * min(y0 for _, y0, *_ in boxes)
+        x = rng.uniform(0.2, 0.8) * max(w - width, 0) * k
+        y = (0.5 * (h - height) - min(y0 for _, y0, *_ in boxes)) * k
         for word, (x0, _, x1, _) in zip(words, boxes):
             draw.text((x - x0 * k, y), word, font=f, fill=255)
             x += (x1 - x0 + gap) * k
-        return self._finish(rng, img, w, h, max_angle=3.0)  # a line of text is photographed about level
+        # a line of text is photographed about level: at most 3 degrees, and never turned out of the image
+        tilt = math.degrees(math.asin(min(1.0, 0.5 * (h - height) / (0.5 * w))))
+        return self._finish(rng, img, w, h, max_angle=min(3.0, tilt))
 
     def shape(self, rng: np.random.Generator, side: int) -> tuple[str, np.ndarray]:
         p = self.p
