@@ -20,7 +20,6 @@ example of each (and what the model was given) as a figure.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from collections import Counter
@@ -425,8 +424,8 @@ def main() -> None:
         label = "none (clean test set)" if name == "identity" else name.replace("_", " ")
         flag = " **(< 85%)**" if name != "identity" and acc < 0.85 else ""
         lines.append(f"| {label} | {acc * 100:.2f}%{flag} | {empty * 100:.2f}% | {unsure * 100:.2f}% | {raw * 100:.2f}% |")
-    notes = [f"- **{name.replace('_', ' ')}** ({EFFECT[name]}): {_why(acc, empty, raw, wrong[name])}"
-             for name, acc, empty, unsure, raw in body if acc < 0.85]
+    notes = [f"- **{name.replace('_', ' ')}** ({EFFECT[name]}): "
+             f"{_why(acc, empty, raw, wrong[name])}" for name, acc, empty, unsure, raw in body if acc < 0.85]
     lines += [
         f"| **mean of the 15** | **{mean_file * 100:.2f}%** | | | **{mean_raw * 100:.2f}%** |",
         "",

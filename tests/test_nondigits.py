@@ -45,9 +45,9 @@ def test_deterministic_and_seeded(sets):
 def test_splits_disjoint_in_fonts_words_and_pixels(sets):
     from fontTools.ttLib import TTFont
 
-    def families(files):
-        return {TTFont(os.path.join(nd.font_dir(), f), lazy=True)["name"].getDebugName(1).split()[0].rstrip("0123456789")
-                for f in files}
+    def families(files):  # the first word of each font's family name, e.g. "DejaVu", "cmr"
+        names = (TTFont(os.path.join(nd.font_dir(), f), lazy=True)["name"].getDebugName(1) for f in files)
+        return {name.split()[0].rstrip("0123456789") for name in names}
 
     assert not set(nd.FONTS["calibration"]) & set(nd.FONTS["heldout"])
     fams = {split: families(nd.FONTS[split]) for split in nd.SPLITS}
@@ -62,8 +62,8 @@ def test_splits_disjoint_in_fonts_words_and_pixels(sets):
     assert len(pix["calibration"]) == N and len(pix["heldout"]) == N  # no duplicates within a split either
     assert not pix["calibration"] & pix["heldout"]
     # the parameter ranges differ too: e.g. crosses and star points
-    shapes = {split: {it.detail.split()[0] + " " + it.detail.split()[1] if it.detail.startswith("cross")
-                      else it.detail.split()[0] for it in items if it.kind == "shapes"} for split, items in sets.items()}
+    shapes = {split: {" ".join(it.detail.split()[:2]) if it.detail.startswith("cross") else it.detail.split()[0]
+                      for it in items if it.kind == "shapes"} for split, items in sets.items()}
     assert "cross +" in shapes["calibration"] and "cross x" in shapes["heldout"]
     assert not {"cross x", "star4", "star7", "star8"} & shapes["calibration"]
     assert not {"cross +", "star5", "star6"} & shapes["heldout"]
