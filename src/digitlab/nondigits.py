@@ -16,8 +16,9 @@ parameter ranges (`_SPLITS`: e.g. "+" crosses vs "x" crosses, 5/6-point vs 4/7/8
 system's, so CI draws identical sets.
 
 What is left out, and why: a fair non-digit is one a careful person would not read as a digit.
-Each glyph below was rendered in every font and looked at, alone and as the 28x28 model input;
-those that read as the digit given are never drawn (`LOOKALIKES`). Letters and symbols that merely
+The candidates were rendered (DejaVu Sans and Serif, STIX, the Computer Modern faces) and looked
+at, alone and as the 28x28 model input; those that read as the digit given are never drawn
+(`LOOKALIKES`; borderline ones such as "?", "$" or a bold pilcrow are left out too). Letters and symbols that merely
 *fool the model* (A -> 4, a -> 2, U -> 0, y -> 4, > -> 7, T -> 7, J -> 1) stay in: a person reads
 them as letters, so flagging them is exactly what the decision is for. For the same reason no
 shape is a circle, ellipse or ring (0), a lone straight stroke steeper than 45 degrees (1), a
