@@ -18,9 +18,9 @@ system's, so CI draws identical sets.
 What is left out, and why: a fair non-digit is one a careful person would not read as a digit.
 The candidates were rendered (DejaVu Sans and Serif, STIX, the Computer Modern faces) and looked
 at, alone and as the 28x28 model input; those that read as the digit given are never drawn
-(`LOOKALIKES`; borderline ones such as "?", "$" or a bold pilcrow are left out too). Letters and symbols that merely
-*fool the model* (A -> 4, a -> 2, U -> 0, y -> 4, > -> 7, T -> 7, J -> 1) stay in: a person reads
-them as letters, so flagging them is exactly what the decision is for. For the same reason no
+(`LOOKALIKES`; borderline ones such as "?", "$" or a bold pilcrow are left out too). Letters and
+symbols that merely *fool the model* (A -> 4, a -> 2, U -> 0, y -> 4, > -> 7, T -> 7, J -> 1)
+stay in: a person reads them as letters, so flagging them is exactly what the decision is for. For the same reason no
 shape is a circle, ellipse or ring (0), a lone straight stroke steeper than 45 degrees (1), a
 tall rectangle (a seven-segment 0 when outlined, a thick 1 when filled) or a bar with a hook at
 one end (7, 1); hatching is never vertical (a row of 1s); blobs are kept clearly irregular (a
