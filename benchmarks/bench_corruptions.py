@@ -23,13 +23,12 @@ import argparse
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
+from _common import ROOT, load_average, machine, write_section
 from scipy import ndimage as ndi
-
-from _common import ROOT, load_average, machine, write_section  # noqa: E402  (puts src/ on the path)
 
 HEADING = "## Robustness: MNIST-C corruptions through `Predictor`"
 C = 13.5  # the reference keeps the image centre (13.5, 13.5) fixed in every affine transform

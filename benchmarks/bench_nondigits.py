@@ -24,8 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-from _common import ROOT, load_average, machine, write_section  # noqa: E402  (puts src/ on the path)
+from _common import ROOT, load_average, machine, write_section
 
 HEADING = "## Not a digit: held-out non-digit images vs MNIST test digits"
 

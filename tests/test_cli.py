@@ -147,7 +147,7 @@ def test_training_options_are_one_set_shared_by_run_and_train(capsys, monkeypatc
     helps = {c: run_cli(capsys, c, "--help")[1] for c in ("run", "train")}
     from digitlab.cli import TRAINING_OPTIONS
 
-    for _, _, _, _, flags, metavar, _ in TRAINING_OPTIONS:
+    for _, _, _, _, flags, _, _ in TRAINING_OPTIONS:
         for text in helps.values():
             assert flags[0] in text
     for flag, metavar in (("--epochs", "N"), ("--lr", "X"), ("--set", "KEY=VALUE"), ("--data-dir", "DIR")):

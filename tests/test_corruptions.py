@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import bench_corruptions as bc  # noqa: E402  (a script in benchmarks/, not part of the package)
+import bench_corruptions as bc
 
 
 @pytest.fixture(scope="module")

@@ -338,7 +338,7 @@ def test_cli_closed_stdin(model_path):
     assert proc.returncode == 1 and "empty file" in proc.stderr  # /dev/null: readable, 0 bytes
     # `digitlab predict - <&-`: the process starts with no file descriptor 0 at all.
     closed = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", "-", "--model", model_path],
-                            preexec_fn=lambda: os.close(0), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: os.close(0), capture_output=True,
                             text=True, timeout=120)
     assert closed.returncode == 1 and "standard input is closed" in closed.stderr, closed.stderr
     assert "Traceback" not in closed.stderr

@@ -95,7 +95,7 @@ def test_runners_are_safe_to_share_between_threads(model_dir, x):
         sizes = [1, 5, 17, 1, 64, 3] * 4
         starts = [(7 * i) % 200 for i in range(len(sizes))]
         with ThreadPoolExecutor(4) as pool:
-            outs = list(pool.map(lambda a: runner(x[a[0]:a[0] + a[1]]), zip(starts, sizes)))
+            outs = list(pool.map(lambda a, run=runner: run(x[a[0]:a[0] + a[1]]), zip(starts, sizes)))
         for start, n, out in zip(starts, sizes, outs):
             assert np.abs(out - ref[start:start + n]).max() <= 1e-5, runner.name
 

@@ -15,7 +15,8 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 VERBOSE_ENV = "DIGITLAB_VERBOSE"
 _REPLAY_CHARS = 4000  # enough for the error a C++ library printed, without pages of start-up noise
@@ -63,8 +64,8 @@ def keras() -> Any:
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later runtime INFO/WARNING lines
     with quiet_stderr():
-        import tensorflow as tf
         import keras as _keras
+        import tensorflow as tf
     if not verbose():
         tf.get_logger().setLevel("ERROR")
     return _keras

@@ -14,13 +14,15 @@ import inspect
 import os
 import shlex
 import sys
-from typing import Annotated, Any, Callable, Optional
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
 
 import typer
 
 from . import __version__
 from .errors import DigitlabError
 from .layout import default_runs_dir
+from .server import settings as serving  # light (no FastAPI): the serve defaults live there
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
@@ -322,9 +324,6 @@ def export(
         _say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
              f"same top class {check['argmax_agreement'] * 100:.1f}%")
     _say(f"  metadata (with the model's config) in {path.name}.json")
-
-
-from .server import settings as serving  # noqa: E402 - light (no FastAPI); the defaults live there
 
 
 @app.command()

@@ -15,9 +15,10 @@ import json
 import math
 import os
 import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
@@ -124,7 +125,7 @@ class Config:
         need(0.0 < self.scale <= 1.0, f"scale must be a number in (0, 1] (got {self.scale!r})")
         need(self.polarity in ("white-on-black",), f"unsupported polarity {self.polarity!r}")
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """A copy with `changes` applied (validated). None is a value: `replace(limit=None)` clears it."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
@@ -144,7 +145,7 @@ class Config:
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Build from a dict, ignoring unknown keys (files from newer versions)."""
         if not isinstance(data, Mapping):
             raise ConfigError("config must be a JSON object")
@@ -152,7 +153,7 @@ class Config:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Config":
+    def load(cls, path: str | os.PathLike) -> Config:
         """Read a config.json (or the one inside a model directory), fully validated."""
         path = Path(path)
         if path.is_dir():

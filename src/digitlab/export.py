@@ -56,8 +56,9 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -169,7 +170,7 @@ def _serving_function(model: Any, size: int) -> Any:
     spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
-    def serve(image):  # noqa: ANN001 - the argument name becomes the graph input name
+    def serve(image):
         return {OUTPUT_NAME: model(image, training=False)}
 
     return serve, spec
@@ -255,7 +256,7 @@ def _onnx_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
         def __init__(self) -> None:
             self._it = iter(np.split(calibration, max(1, len(calibration) // 20)))
 
-        def get_next(self):  # noqa: ANN201
+        def get_next(self):
             batch = next(self._it, None)
             return None if batch is None else {INPUT_NAME: batch}
 
@@ -297,7 +298,7 @@ def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarr
         # Input and output stay float32 (quantize/dequantize at the edges),
         # so every runner keeps the same float interface.
 
-        def representative():  # noqa: ANN202
+        def representative():
             for i in range(len(calibration)):
                 yield [calibration[i:i + 1]]
 

@@ -15,9 +15,10 @@ import glob
 import os
 import stat
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .preprocess import IMAGE_EXTENSIONS, MAX_BYTES
 

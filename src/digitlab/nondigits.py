@@ -128,8 +128,8 @@ def generate(split: str, n: int, seed: int = 0) -> list[NonDigit]:
 
 class _Generator:
     def __init__(self, split: str):
-        from PIL import ImageFont
         from fontTools.ttLib import TTFont  # a matplotlib dependency
+        from PIL import ImageFont
 
         self.p = _SPLITS[split]
         self._fonts: dict[tuple[str, int], Any] = {}

@@ -14,9 +14,10 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from . import __version__
 from .config import Config
@@ -46,7 +47,7 @@ class _Timer:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, name: str) -> "_Timer":
+    def __call__(self, name: str) -> _Timer:
         self._name = name
         return self
 
@@ -148,10 +149,9 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
     """
     from . import plots
     from .data import load_mnist_data
+    from .runs import check_writable_dir
     from .training import make_splits
     from .training import train as train_model
-
-    from .runs import check_writable_dir
 
     config = _as_config(config, overrides)
     say = log or _quiet

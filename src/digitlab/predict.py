@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import importlib.resources
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -173,7 +174,7 @@ class Predictor:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, runtime: str = "auto",
-             threshold: float = DEFAULT_THRESHOLD, out: str | os.PathLike | None = None) -> "Predictor":
+             threshold: float = DEFAULT_THRESHOLD, out: str | os.PathLike | None = None) -> Predictor:
         """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`."""
         from .runtimes import open_runner
 
@@ -327,7 +328,7 @@ class Predictor:
                 pending = []
         yield from self._finish_outcomes(pending)
 
-    def _finish_outcomes(self, pending: list[tuple[str | None, "_Prepared | str"]]) -> Iterator[Outcome]:
+    def _finish_outcomes(self, pending: list[tuple[str | None, _Prepared | str]]) -> Iterator[Outcome]:
         results = iter(self.finish([p for _, p in pending if isinstance(p, _Prepared)]))
         for label, p in pending:
             if isinstance(p, _Prepared):

@@ -12,8 +12,9 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -200,7 +201,7 @@ class Printer:
         self._task: Any = None
         self._want_progress = progress
 
-    def __enter__(self) -> "Printer":
+    def __enter__(self) -> Printer:
         if self._csv is not None:
             self._csv.writerow(CSV_HEADER)
         if self._want_progress:

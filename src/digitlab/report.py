@@ -18,11 +18,12 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
-from .plots import EVAL_FIGURES, EXPLORE_FIGURES, FigureInfo
 from .layout import REPORT_FILE
+from .plots import EVAL_FIGURES, EXPLORE_FIGURES, FigureInfo
 from .runs import atomic_write_text
 
 SECTIONS: tuple[tuple[str, str], ...] = (

@@ -16,8 +16,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .errors import ModelError, StorageError
 from .layout import LATEST, default_runs_dir

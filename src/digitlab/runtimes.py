@@ -84,7 +84,7 @@ class KerasRunner:
                              f"expected one (class probabilities)")
 
         @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32)], reduce_retracing=True)
-        def _infer(x):  # noqa: ANN001
+        def _infer(x):
             return model(x, training=False)
 
         self._infer = _infer
@@ -201,10 +201,10 @@ class LiteRTRunner:
         self.config = load_config(path)
 
     @property
-    def interpreter(self):  # noqa: ANN201 - the batch-1 interpreter, for inspection
+    def interpreter(self):
         return self._single
 
-    def _new_interpreter(self, batch: int):  # noqa: ANN202
+    def _new_interpreter(self, batch: int):
         with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             it = self._make(model_content=self._content, num_threads=self._threads)
             index = it.get_input_details()[0]["index"]
