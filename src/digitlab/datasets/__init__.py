@@ -116,7 +116,12 @@ def load_dataset(spec: str | os.PathLike | None = None, *, seed: int = 42, downl
         dataset = _known_from_cache(parsed.kind, download)
     else:
         dataset = _from_path(parsed, seed=seed, max_images=max_images, max_pixels=max_pixels, progress=progress)
-    return conform(dataset, classes) if classes is not None else dataset
+    if classes is not None:
+        return conform(dataset, classes)
+    if len(dataset.classes) < 2:
+        raise DataError(f"{dataset.location}: one class only ({dataset.classes[0]!r}); a model needs at least 2 "
+                        f"(to fine-tune a model on it, pass the model's classes)")
+    return dataset
 
 
 def conform(dataset: Dataset, classes: tuple[str, ...] | list[str]) -> Dataset:

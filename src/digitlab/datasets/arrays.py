@@ -273,6 +273,11 @@ def load_idx(directory: Path, *, claim: KnownSet | None = None, unverified: bool
                                  for role, v in ids.items()):
         return _known_result(first[0], arrays, labels, verified=True,
                              how=f"{fmt}, sha256 verified against the published {first[0].title} checksums")
+    owners = {v[0].name: v[0] for v in ids.values() if v is not None}
+    if len(owners) == 1 and not any(mnist.values()) and all(
+            v is None or (v[1].split, v[1].kind) == role for role, v in ids.items()):
+        # Some files are one known set's, in their right roles: the others must be too (damaged ones fail here).
+        return _claimed(next(iter(owners.values())), parsed, arrays, labels, fmt)
     if any(ids.values()) or any(mnist.values()):
         detail = "; ".join(f"{Path(parsed[r].label).name} is {_describe(ids[r], mnist[r])}" for r in ROLES)
         raise DataError(f"{directory}: the four files are not one set's train images, train labels, test images "

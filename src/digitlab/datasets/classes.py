@@ -22,18 +22,19 @@ CLASSES_FILE = "classes.txt"  # beside IDX/npz files: one class name per line, i
 _MAX_CLASSES_FILE_BYTES = 64 * 1024
 
 
-def class_names_problem(names: Iterable[object]) -> str | None:
+def class_names_problem(names: Iterable[object], *, minimum: int = 2) -> str | None:
     """Why `names` cannot be a model's class names, or None when they can.
 
-    Between 2 and MAX_CLASSES names, each a non-empty string of at most
-    MAX_NAME_CHARS characters without leading/trailing spaces or control
-    characters (newlines would break classes.txt and CSV output), no name twice.
+    Between `minimum` (2 for a model; a folder of corrections may hold 1) and
+    MAX_CLASSES names, each a non-empty string of at most MAX_NAME_CHARS
+    characters without leading/trailing spaces or control characters
+    (newlines would break classes.txt and CSV output), no name twice.
     """
     if isinstance(names, str):
         return "class names must be a list of strings, not one string"
     names = list(names)
-    if not 2 <= len(names) <= MAX_CLASSES:
-        return f"a model needs between 2 and {MAX_CLASSES} classes (got {len(names)})"
+    if not minimum <= len(names) <= MAX_CLASSES:
+        return f"a model needs between {minimum} and {MAX_CLASSES} classes (got {len(names)})"
     seen: set[str] = set()
     for i, name in enumerate(names):
         if not isinstance(name, str):
@@ -50,10 +51,10 @@ def class_names_problem(names: Iterable[object]) -> str | None:
     return None
 
 
-def check_class_names(names: Iterable[object], where: str = "class names") -> tuple[str, ...]:
+def check_class_names(names: Iterable[object], where: str = "class names", *, minimum: int = 2) -> tuple[str, ...]:
     """`names` as a tuple, or DataError("<where>: <problem>")."""
     names = tuple(names)  # type: ignore[arg-type]
-    problem = class_names_problem(names)
+    problem = class_names_problem(names, minimum=minimum)
     if problem:
         raise DataError(f"{where}: {problem}")
     return names  # type: ignore[return-value]

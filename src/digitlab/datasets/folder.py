@@ -125,7 +125,9 @@ def load_folder(folder: Path, *, seed: int = 42, max_images: int = MAX_FOLDER_IM
         raise DataError(f"{folder}: {problem}; give train/ and test/ (each with one folder per class) and nothing "
                         f"else, or only the class folders")
     trees = {s: class_folders(folder / s) for s in SPLIT_DIRS} if given_split else {"all": class_folders(folder)}
-    classes = check_class_names(trees["train" if given_split else "all"], f"{folder}: class folder names")
+    # One class is fine here (a folder of corrections of one digit); `load_dataset` asks for 2 unless
+    # the classes come from elsewhere (the model being fine-tuned).
+    classes = check_class_names(trees["train" if given_split else "all"], f"{folder}: class folder names", minimum=1)
     if given_split:
         extra = [c for c in trees["test"] if c not in trees["train"]]
         if extra:
