@@ -437,6 +437,19 @@ def test_keras_style_npz_with_class_names(tmp_path, digits):
     assert load_dataset(path).x_train.shape == (N_TRAIN, 28, 28)
 
 
+def test_a_named_set_picks_its_own_files_by_published_name_or_prefix(tmp_path, monkeypatch, digits):
+    """KMNIST publishes IDX files under MNIST's names and npz files as kmnist-*.npz: both are its own."""
+    files = write_idx_set(tmp_path / "mixed", digits)
+    register_set(monkeypatch, "prefixset", files, file_prefix="prefixset-")
+    np.savez(tmp_path / "mixed" / "other-train-imgs.npz", digits["x_train"])
+    d = load_dataset(f"prefixset:{tmp_path / 'mixed'}")
+    assert d.name == "prefixset" and d.verified
+    monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "mixed").rename(tmp_path / "cache" / "prefixset")
+    assert load_dataset("prefixset").verified  # from the cache, by name
+
+
 def test_kmnist_style_npz_files_are_a_known_set_unverified(tmp_path, monkeypatch, digits):
     files = write_idx_set(tmp_path / "idx", digits)
     register_set(monkeypatch, "npzset", files, file_prefix="npzset-")

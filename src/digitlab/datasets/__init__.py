@@ -179,10 +179,9 @@ def _from_path(parsed: DataSpec, *, seed: int, max_images: int, max_pixels: int 
             return _from_arrays(load_archive(path, claim=claim), path)
         raise DataError(f"--data {path}: give the folder that holds the data files (IDX files come as four: train "
                         f"and test images and labels), an .npz file, or EMNIST's gzip.zip")
-    prefix = claim.file_prefix if claim else ""
-    if idx_files(path, prefix):
+    if idx_files(path, claim):
         return _from_arrays(load_idx(path, claim=claim, unverified=unverified), path)
-    if npz_files(path, prefix):
+    if npz_files(path, claim):
         return _from_arrays(load_npz(path, claim=claim, unverified=unverified), path)
     if claim is not None and claim.archive is not None and (path / claim.archive.name).is_file():
         return _from_arrays(load_archive(path / claim.archive.name, claim=claim), path)

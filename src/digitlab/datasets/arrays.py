@@ -74,12 +74,14 @@ def _listing(directory: Path) -> list[Path]:
         raise DataError(f"{directory}: cannot list the folder ({exc.strerror or exc})") from None
 
 
-def idx_files(directory: Path, prefix: str = "") -> list[Path]:
-    return [p for p in _listing(directory) if _IDX_NAME.search(p.name.lower()) and p.name.lower().startswith(prefix)]
+def idx_files(directory: Path, claim: KnownSet | None = None) -> list[Path]:
+    """IDX files in `directory` (only `claim`'s own, when a set is named)."""
+    return [p for p in _listing(directory)
+            if _IDX_NAME.search(p.name.lower()) and (claim is None or claim.owns(p.name))]
 
 
-def npz_files(directory: Path, prefix: str = "") -> list[Path]:
-    return [p for p in _listing(directory) if p.suffix.lower() == ".npz" and p.name.lower().startswith(prefix)]
+def npz_files(directory: Path, claim: KnownSet | None = None) -> list[Path]:
+    return [p for p in _listing(directory) if p.suffix.lower() == ".npz" and (claim is None or claim.owns(p.name))]
 
 
 def _by_role(directory: Path, files: list[Path], what: str) -> dict[tuple[Split, Kind], Path]:
@@ -250,7 +252,7 @@ def _describe(known_file: tuple[KnownSet, known_sets.KnownFile] | None, mnist_ro
 
 def load_idx(directory: Path, *, claim: KnownSet | None = None, unverified: bool = False) -> ArraySet:
     """The four IDX files in `directory`, verified when they are a known set's published files."""
-    paths = _by_role(directory, idx_files(directory, claim.file_prefix if claim else ""), "IDX")
+    paths = _by_role(directory, idx_files(directory, claim), "IDX")
     parsed = {role: _read_idx(path, role[1]) for role, path in paths.items()}
     arrays = {KEYS[role]: p.array for role, p in parsed.items()}
     labels = {KEYS[role]: p.label for role, p in parsed.items()}
@@ -323,7 +325,7 @@ def load_npz(path: Path, *, claim: KnownSet | None = None, unverified: bool = Fa
         labels = {k: f"{path}: {k}" for k in KEYS.values()}
         folder, names, fmt = path.parent, [path.name], "an npz file"
     else:
-        candidates = npz_files(path, claim.file_prefix if claim else "")
+        candidates = npz_files(path, claim)
         keras_style = []
         for p in candidates:
             try:

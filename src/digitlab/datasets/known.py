@@ -57,6 +57,12 @@ class KnownSet:
     def file(self, split: Split, kind: Kind) -> KnownFile | None:
         return next((f for f in self.files if f.split == split and f.kind == kind), None)
 
+    def owns(self, filename: str) -> bool:
+        """Whether a file of this name may be one of this set's (in a folder that holds several sets)."""
+        low = filename.lower()
+        published = {n.lower() for f in self.files for n in (f.name, f.name.removesuffix(".gz"))}
+        return low in published or bool(self.file_prefix and low.startswith(self.file_prefix))
+
 
 def _gz(split: Split, kind: Kind, sha256: str, size: int) -> KnownFile:
     stem = {"train": "train", "test": "t10k"}[split]
