@@ -141,6 +141,20 @@ def test_mnist_files_in_a_folder_are_recognised_by_their_checksums(tmp_path, mni
         load_dataset(f"mnist:{bad}")
 
 
+def test_a_damaged_mnist_file_among_mnist_files_is_named(tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    packaged = Path(str(mnist_data.packaged_dir()))
+    for f in mnist_data.FILES:
+        (folder / f"my-{f.name}").write_bytes(gzip.decompress((packaged / (f.name + ".gz")).read_bytes()))
+    assert load_dataset(folder).name == "mnist"  # recognised by content, whatever the names
+    raw = bytearray((folder / "my-train-labels-idx1-ubyte").read_bytes())
+    raw[-1] = (raw[-1] + 1) % 10
+    (folder / "my-train-labels-idx1-ubyte").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="my-train-labels-idx1-ubyte: checksum mismatch.*the other files are MNIST's"):
+        load_dataset(folder)
+
+
 def test_mnist_as_a_keras_npz_is_verified(tmp_path, mnist):
     path = tmp_path / "copy.npz"
     np.savez(path, x_train=mnist.x_train, y_train=mnist.y_train, x_test=mnist.x_test, y_test=mnist.y_test)

@@ -270,16 +270,16 @@ def load_idx(directory: Path, *, claim: KnownSet | None = None, unverified: bool
     mnist = {role: role if p.plain_sha == _MNIST_SHA[role] else None for role, p in parsed.items()}
     if all(mnist.values()):
         return ArraySet(arrays, "mnist", "MNIST", DIGITS, True, f"{fmt}, sha256 verified against the MNIST checksums")
-    first = ids[ROLES[0]]
-    if first is not None and all(v is not None and v[0] is first[0] and (v[1].split, v[1].kind) == role
-                                 for role, v in ids.items()):
-        return _known_result(first[0], arrays, labels, verified=True,
-                             how=f"{fmt}, sha256 verified against the published {first[0].title} checksums")
     owners = {v[0].name: v[0] for v in ids.values() if v is not None}
     if len(owners) == 1 and not any(mnist.values()) and all(
             v is None or (v[1].split, v[1].kind) == role for role, v in ids.items()):
-        # Some files are one known set's, in their right roles: the others must be too (damaged ones fail here).
+        # Files of one known set in their right roles: the others must be its too (a damaged one fails here).
         return _claimed(next(iter(owners.values())), parsed, arrays, labels, fmt)
+    if not owners and any(mnist.values()):
+        role = next(r for r in ROLES if mnist[r] is None)
+        raise DataError(f"{parsed[role].label}: checksum mismatch (sha256 {parsed[role].plain_sha} of the IDX data, "
+                        f"expected {_MNIST_SHA[role]}): the other files are MNIST's, this one is corrupt or not "
+                        f"the original MNIST file")
     if any(ids.values()) or any(mnist.values()):
         detail = "; ".join(f"{Path(parsed[r].label).name} is {_describe(ids[r], mnist[r])}" for r in ROLES)
         raise DataError(f"{directory}: the four files are not one set's train images, train labels, test images "
