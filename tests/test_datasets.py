@@ -546,6 +546,7 @@ def test_an_image_folder_goes_through_the_prediction_preprocessing(image_folder)
     assert seen[-1] == (62, 62) and len(seen) == 62
     # Stratified 80/20: 6 images per class -> 5 train, 1 test (round(1.2) = 1).
     assert d.class_counts("train") == [5] * 10 and d.class_counts("test") == [1] * 10
+    assert len(set(d.y_train[:10].tolist())) >= 5  # shuffled: the first images are not all of one class
     # Exactly what `digitlab predict` gives the model for each file.
     expected = {p.relative_to(root).as_posix(): pp.find_digit(pp.load_image(p))[1] for p in paths}
     both = np.concatenate([d.x_train, d.x_test])

@@ -181,7 +181,9 @@ def load_folder(folder: Path, *, seed: int = 42, max_images: int = MAX_FOLDER_IM
             out["test" if i in test_ids else "train"].append((a, label))
     arrays = {}
     for part in ("train", "test"):
-        pairs = out[part]
+        # Shuffled (seeded), as Keras' image_dataset_from_directory does: in folder order, `--limit N`
+        # would keep the first classes only.
+        pairs = [out[part][i] for i in rng.permutation(len(out[part]))]
         arrays[f"x_{part}"] = np.stack([a for a, _ in pairs]) if pairs else np.zeros((0, 28, 28), np.uint8)
         arrays[f"y_{part}"] = np.array([y for _, y in pairs], dtype=np.uint8)
     if len(arrays["x_test"]) == 0:
