@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .loading import require_finite
+
 
 def _luminance(img: Image.Image) -> np.ndarray:
     """Grey level in [0, 1] (1 = white) of an image without alpha."""
@@ -18,6 +20,7 @@ def _luminance(img: Image.Image) -> np.ndarray:
         return a / top
     if mode == "F":
         a = np.asarray(img).astype(np.float32)
+        require_finite(a, "<image>")  # load_image checks files and arrays; this, images handed in directly
         lo, hi = float(a.min()), float(a.max())
         if lo >= 0.0 and hi <= 1.0:
             return a
