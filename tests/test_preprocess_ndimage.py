@@ -72,8 +72,17 @@ def test_rank_filters_equal_scipy(k):
     for shape in SHAPES:
         a = rng.random(shape, dtype=np.float32)
         a[rng.random(shape) < 0.4] = 0.0
-        assert np.array_equal(nd.maximum_filter(a, k), ndi.maximum_filter(a, size=k, mode="constant", cval=0.0))
-        assert np.array_equal(nd.minimum_filter(a, k), ndi.minimum_filter(a, size=k, mode="constant", cval=0.0))
+        for mode in ("constant", "nearest"):
+            assert np.array_equal(nd.maximum_filter(a, k, mode), ndi.maximum_filter(a, size=k, mode=mode, cval=0.0))
+            assert np.array_equal(nd.minimum_filter(a, k, mode), ndi.minimum_filter(a, size=k, mode=mode, cval=0.0))
+        assert np.array_equal(nd.maximum_filter(a, k), nd.maximum_filter(a, k, "constant"))  # the default
+
+
+def test_rank_filter_windows_are_bounded():
+    a = np.zeros((10, 10), np.float32)
+    for bad in (0, 2, nd.MAX_KERNEL + 2):
+        with pytest.raises(ValueError):
+            nd.minimum_filter(a, bad)
 
 
 def test_parts_from_stats_equal_a_reference_built_from_scipy():

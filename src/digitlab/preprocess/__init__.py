@@ -18,14 +18,15 @@ heavier than the inference runtime.
 from .colour import detect_polarity, to_grayscale, to_grayscale_ink
 from .digits import Box, find_digit, normalize_digit, segment_digits
 from .fit import COM_TARGET, FIELD, FIT_BOX, THIN_ABOVE, fit_to_mnist, is_mnist_like
-from .ink import WORK_SIDE, InkMap, clean_ink
+from .colour import MIN_WORK_SIDE, WORK_SIDE
+from .ink import InkMap, clean_ink
 from .loading import IMAGE_EXTENSIONS, MAX_BYTES, MAX_PIXELS, ImageSource, load_image
 from .model_input import MNIST_SCALE, to_model_input
 from .ndimage import label_components
 
 __all__ = [
     "Box", "COM_TARGET", "FIELD", "FIT_BOX", "IMAGE_EXTENSIONS", "ImageSource", "InkMap", "MAX_BYTES",
-    "MAX_PIXELS", "MNIST_SCALE", "THIN_ABOVE", "WORK_SIDE", "clean_ink", "detect_polarity", "find_digit",
+    "MAX_PIXELS", "MIN_WORK_SIDE", "MNIST_SCALE", "THIN_ABOVE", "WORK_SIDE", "clean_ink", "detect_polarity", "find_digit",
     "fit_to_mnist", "is_mnist_like", "label_components", "load_image", "normalize_digit", "segment_digits",
     "to_grayscale", "to_grayscale_ink", "to_model_input",
 ]

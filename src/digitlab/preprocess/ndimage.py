@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+#: Largest rank-filter window. Callers work on bounded grids; this keeps the cost of a filter
+#: (k operations per pixel and axis) bounded whatever they pass.
+MAX_KERNEL = 63
 
 def label_runs(mask: np.ndarray) -> tuple[np.ndarray, int, tuple[np.ndarray, ...] | None]:
     """8-connected components with each one's box and area.
@@ -107,22 +110,27 @@ def erode3(mask: np.ndarray, outside: bool = True) -> np.ndarray:
     return _spread3(mask, False, outside)
 
 
-def _rank(a: np.ndarray, k: int, op) -> np.ndarray:
+def _rank(a: np.ndarray, k: int, op, mode: str) -> np.ndarray:
+    if not 1 <= k <= MAX_KERNEL or k % 2 == 0:
+        raise ValueError(f"rank filter window must be odd and 1..{MAX_KERNEL} (got {k})")
+    if mode not in ("constant", "nearest"):
+        raise ValueError(f"mode must be 'constant' or 'nearest' (got {mode!r})")
     r = k // 2
+    pad = {"mode": "edge"} if mode == "nearest" else {}
     a = np.asarray(a, dtype=np.float32)
-    p = np.pad(a, ((0, 0), (r, r)))
+    p = np.pad(a, ((0, 0), (r, r)), **pad)
     a = op(sliding_window_view(p, k, axis=1), axis=-1)
-    p = np.pad(a, ((r, r), (0, 0)))
+    p = np.pad(a, ((r, r), (0, 0)), **pad)
     return op(sliding_window_view(p, k, axis=0), axis=-1)
 
 
-def maximum_filter(a: np.ndarray, k: int) -> np.ndarray:
-    """k x k grey dilation, zeros beyond the edge:
-    `scipy.ndimage.maximum_filter(a, size=k, mode="constant", cval=0)` (k odd)."""
-    return _rank(a, k, np.max)
+def maximum_filter(a: np.ndarray, k: int, mode: str = "constant") -> np.ndarray:
+    """k x k grey dilation, beyond the edge zeros ("constant") or the edge repeated ("nearest"):
+    `scipy.ndimage.maximum_filter(a, size=k, mode=mode, cval=0)` (k odd, at most MAX_KERNEL)."""
+    return _rank(a, k, np.max, mode)
 
 
-def minimum_filter(a: np.ndarray, k: int) -> np.ndarray:
-    """k x k grey erosion, zeros beyond the edge:
-    `scipy.ndimage.minimum_filter(a, size=k, mode="constant", cval=0)` (k odd)."""
-    return _rank(a, k, np.min)
+def minimum_filter(a: np.ndarray, k: int, mode: str = "constant") -> np.ndarray:
+    """k x k grey erosion, beyond the edge zeros ("constant") or the edge repeated ("nearest"):
+    `scipy.ndimage.minimum_filter(a, size=k, mode=mode, cval=0)` (k odd, at most MAX_KERNEL)."""
+    return _rank(a, k, np.min, mode)

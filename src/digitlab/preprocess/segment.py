@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -31,13 +32,55 @@ class Part:
                     max(self.x1, other.x1), max(self.y1, other.y1), self.area + other.area)
 
 
-def parts_from_stats(count: int, stats: tuple[np.ndarray, ...] | None, min_fraction: float = 0.05) -> list[Part]:
-    """One Part per component of `ndimage.label_runs`, specks under `min_fraction` of the largest dropped."""
+MAX_PARTS = 48  # pieces kept (the largest): a row of digits has far fewer; bounds the grouping's cost
+
+
+def parts_from_stats(count: int, stats: tuple[np.ndarray, ...] | None, min_fraction: float = 0.05,
+                     limit: int | None = None) -> list[Part]:
+    """One Part per component of `ndimage.label_runs`, specks under `min_fraction` of the largest
+    dropped; with `limit`, only the `limit` largest (in label order)."""
     if count == 0 or stats is None:
         return []
-    x0, y0, x1, y1, area = (v.tolist() for v in stats)
-    keep = max(2.0, min_fraction * float(max(area[1:])))
-    return [Part([i], x0[i], y0[i], x1[i], y1[i], area[i]) for i in range(1, count + 1) if area[i] >= keep]
+    area_all = stats[4]
+    keep = max(2.0, min_fraction * float(area_all[1:].max()))
+    ids = np.flatnonzero(area_all >= keep)
+    ids = ids[ids > 0]
+    if limit is not None and ids.size > limit:
+        ids = np.sort(ids[np.argsort(-area_all[ids], kind="stable")[:limit]])
+    x0, y0, x1, y1, area = (v[ids].tolist() for v in stats)
+    return [Part([int(i)], a, b, c, d, e) for i, a, b, c, d, e in zip(ids, x0, y0, x1, y1, area)]
+
+
+def frames(parts: list[Part], edge_cover: Callable[[], np.ndarray], strength: Callable[[], np.ndarray],
+           size: tuple[int, int], dust: float) -> list[Part]:
+    """Border-touching pieces that are not the digit: the edge of a desk, a shadow's rim, a frame.
+
+    Ink touching the image's edge is the digit (a tight crop) when it is the only ink.
+    When there is other ink, away from the edge and not inside the piece's box, a piece
+    touching the edge that is much larger than that ink, or runs along half the image's
+    perimeter, or is much fainter than it (the rim of a shadow), is the scene around the
+    digit. `edge_cover`, `strength`: give the share of the image's perimeter and the mean
+    ink of each label (computed only when needed); `dust`: the size below which ink is a speck.
+    """
+    w, h = size
+    touching = [p for p in parts if p.x0 == 0 or p.y0 == 0 or p.x1 == w or p.y1 == h]
+    inner = [p for p in parts if p not in touching and max(p.w, p.h) >= dust]
+    if not touching or not inner:
+        return []
+    ux0, uy0 = min(p.x0 for p in inner), min(p.y0 for p in inner)
+    ux1, uy1 = max(p.x1 for p in inner), max(p.y1 for p in inner)
+    cover, ink = edge_cover(), strength()
+    inner_side = max(max(p.w, p.h) for p in inner)
+    inner_ink = max(float(ink[p.ids].mean()) for p in inner)
+    out = []
+    for p in touching:
+        if float(cover[p.ids].sum()) >= 0.5 or float(ink[p.ids].mean()) < 0.6 * inner_ink:
+            out.append(p)
+            continue
+        inside = _overlap(p.x0, p.x1, ux0, ux1) * _overlap(p.y0, p.y1, uy0, uy1)
+        if inside < 0.5 * (ux1 - ux0) * (uy1 - uy0) and max(p.w, p.h) >= 1.5 * inner_side:
+            out.append(p)
+    return out
 
 
 def _overlap(a0: int, a1: int, b0: int, b1: int) -> int:
@@ -64,16 +107,18 @@ def group(parts: list[Part]) -> list[Part]:
     """Merge the pieces of each digit; the groups in reading order (left to right)."""
     groups = sorted(parts, key=lambda p: p.x0)
     merged = True
-    while merged and len(groups) > 1:
+    while merged and len(groups) > 1:  # passes until none merges: O(n^2) a pass, few passes
         merged = False
-        for i in range(len(groups)):
-            for j in range(i + 1, len(groups)):
+        i = 0
+        while i < len(groups):
+            j = i + 1
+            while j < len(groups):
                 if _should_merge(groups[i], groups[j]):
                     groups[i] = groups[i].join(groups.pop(j))
                     merged = True
-                    break
-            if merged:
-                break
+                else:
+                    j += 1
+            i += 1
     # Every digit of a written number spans most of the line's height, so a
     # piece under half the tallest group's height (a 5's detached top bar set
     # off to the side, a stray end of a stroke) is part of its nearest
@@ -91,12 +136,14 @@ def group(parts: list[Part]) -> list[Part]:
     return sorted(groups, key=lambda g: (g.x0 + g.x1) / 2)
 
 
-def split_wide(part: Part, mask: np.ndarray) -> list[Part]:
+def split_wide(part: Part, mask: np.ndarray, origin: tuple[int, int] = (0, 0)) -> list[Part]:
     """Split touching digits at a clear valley of the column profile (a group
-    much wider than tall whose ink thins out to a thread somewhere inside)."""
+    much wider than tall whose ink thins out to a thread somewhere inside).
+    `mask`: the group's ink, its pixel (0, 0) at `origin` (row, column) of the image."""
     if part.w < 1.4 * part.h or part.h < 4:
         return [part]
-    sub = mask[part.y0:part.y1, part.x0:part.x1]
+    oy, ox = origin
+    sub = mask[part.y0 - oy:part.y1 - oy, part.x0 - ox:part.x1 - ox]
     prof = sub.sum(axis=0).astype(np.float32)
     lo, hi = int(0.25 * part.h), part.w - int(0.25 * part.h)  # each side at least 1/4 of the height wide
     if hi - lo < 1:
@@ -104,16 +151,16 @@ def split_wide(part: Part, mask: np.ndarray) -> list[Part]:
     cut = lo + int(np.argmin(prof[lo:hi]))
     if prof[cut] > 0.12 * prof.max() or prof[cut] > 0.2 * part.h:
         return [part]
-    left = _tight(Part(part.ids, part.x0, part.y0, part.x0 + cut, part.y1, 0), mask)
-    right = _tight(Part(part.ids, part.x0 + cut + 1, part.y0, part.x1, part.y1, 0), mask)
+    left = _tight(Part(part.ids, part.x0, part.y0, part.x0 + cut, part.y1, 0), mask, origin)
+    right = _tight(Part(part.ids, part.x0 + cut + 1, part.y0, part.x1, part.y1, 0), mask, origin)
     if left is None or right is None:
         return [part]
-    return split_wide(left, mask) + split_wide(right, mask)
+    return split_wide(left, mask, origin) + split_wide(right, mask, origin)
 
 
-def _tight(p: Part, mask: np.ndarray) -> Part | None:
-    sub = mask[p.y0:p.y1, p.x0:p.x1]
-    ys, xs = np.nonzero(sub)
+def _tight(p: Part, mask: np.ndarray, origin: tuple[int, int]) -> Part | None:
+    oy, ox = origin
+    ys, xs = np.nonzero(mask[p.y0 - oy:p.y1 - oy, p.x0 - ox:p.x1 - ox])
     if ys.size == 0:
         return None
     return Part(p.ids, p.x0 + int(xs.min()), p.y0 + int(ys.min()), p.x0 + int(xs.max()) + 1,
