@@ -160,3 +160,15 @@ def test_image_at_the_pixel_cap_is_reduced_before_float_conversion():
     tracemalloc.stop()
     assert max(work.shape) == WORK_SIDE
     assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MB traced"  # the float image itself would be 160 MB
+
+
+@pytest.mark.parametrize("grain", [1, 3, 8, 20])
+def test_smooth_noise_is_not_ink(grain):
+    """Noise of any grain (sensor noise, paper texture, an out-of-focus blur of it) is not a digit:
+    the noise level is measured where no ink can be, the lower tail of the residual."""
+    rng = np.random.default_rng(grain)
+    for sigma in (5, 15, 30):
+        small = rng.normal(0, 1, (240 // grain, 240 // grain)).astype(np.float32)
+        field = np.asarray(Image.fromarray(small).resize((240, 240), Image.Resampling.BICUBIC))
+        img = np.clip(200 + field / field.std() * sigma, 0, 255).astype(np.uint8)
+        assert find_digit(img) is None, (grain, sigma)
