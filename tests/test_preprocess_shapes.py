@@ -172,3 +172,14 @@ def test_smooth_noise_is_not_ink(grain):
         field = np.asarray(Image.fromarray(small).resize((240, 240), Image.Resampling.BICUBIC))
         img = np.clip(200 + field / field.std() * sigma, 0, 255).astype(np.uint8)
         assert find_digit(img) is None, (grain, sigma)
+
+
+def test_hairline_digit_in_a_huge_image_stays_one_digit():
+    """A 1-px "7" at 40 MP is faint after the reduction; the threshold cuts it into pieces, which
+    the faint ink between them joins again (number mode read it as an 11-digit number)."""
+    img = Image.new("L", (8000, 5000), 255)
+    ImageDraw.Draw(img).line([(2750, 830), (5250, 830), (3500, 4170)], fill=0, width=1)
+    segs = segment_digits(img)
+    assert len(segs) == 1 and segs[0][1].max() == 255
+    x0, y0, x1, y1 = segs[0][0]
+    assert x0 <= 2760 and x1 >= 5240 and y0 <= 840 and y1 >= 4160

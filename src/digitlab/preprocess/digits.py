@@ -67,6 +67,20 @@ def _edge_cover(labels: np.ndarray, count: int) -> np.ndarray:
     return np.bincount(ring, minlength=count + 1) / ring.size
 
 
+def _linked(parts: list[Part], labels: np.ndarray, m: InkMap) -> list[Part]:
+    """Join the pieces that faint ink connects (hysteresis): a thin or blurred stroke that the
+    threshold broke into pieces (a hairline in a huge image, reduced) is one stroke again. Only
+    the grouping changes; each piece keeps its own pixels and box."""
+    weak, _, _ = label_runs(m.ink > m.faint)
+    link = np.zeros(int(labels.max()) + 1, np.int64)
+    link[labels.ravel()] = weak.ravel()  # every pixel of a piece lies in one faint component
+    joined: dict[int, Part] = {}
+    for p in parts:
+        key = int(link[p.ids[0]])
+        joined[key] = joined[key].join(p) if key in joined else p
+    return list(joined.values())
+
+
 def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     m = clean_ink(img)
     if m is None:
@@ -75,6 +89,8 @@ def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     parts = parts_from_stats(count, stats, limit=MAX_PARTS)
     if not parts:
         return None
+    if len(parts) > 1:
+        parts = _linked(parts, labels, m)
     h, w = m.mask.shape
     dust = max(4, 0.01 * max(h, w))
     scene = frames(parts, lambda: _edge_cover(labels, count),
