@@ -72,11 +72,11 @@ def _linked(parts: list[Part], labels: np.ndarray, m: InkMap) -> list[Part]:
     threshold broke into pieces (a hairline in a huge image, reduced) is one stroke again. Only
     the grouping changes; each piece keeps its own pixels and box."""
     weak, _, _ = label_runs(m.ink > m.faint)
-    link = np.zeros(int(labels.max()) + 1, np.int64)
-    link[labels.ravel()] = weak.ravel()  # every pixel of a piece lies in one faint component
     joined: dict[int, Part] = {}
     for p in parts:
-        key = int(link[p.ids[0]])
+        # every pixel of a piece lies in one faint component: look one up in the piece's top row
+        x = p.x0 + int(np.argmax(labels[p.y0, p.x0:p.x1] == p.ids[0]))
+        key = int(weak[p.y0, x])
         joined[key] = joined[key].join(p) if key in joined else p
     return list(joined.values())
 
@@ -89,7 +89,7 @@ def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     parts = parts_from_stats(count, stats, limit=MAX_PARTS)
     if not parts:
         return None
-    if len(parts) > 1:
+    if 1 < len(parts) and count <= MAX_PARTS:  # thousands of pieces are clutter (text, texture), not a broken stroke
         parts = _linked(parts, labels, m)
     h, w = m.mask.shape
     dust = max(4, 0.01 * max(h, w))
