@@ -183,3 +183,30 @@ def test_hairline_digit_in_a_huge_image_stays_one_digit():
     assert len(segs) == 1 and segs[0][1].max() == 255
     x0, y0, x1, y1 = segs[0][0]
     assert x0 <= 2760 and x1 >= 5240 and y0 <= 840 and y1 >= 4160
+
+
+def test_every_pillow_mode_is_reduced_alike(mnist):
+    """Large images are reduced before their pixels become floats, by Pillow directly or band by
+    band after converting; every mode must still give the digit the grey version gives."""
+    digit = Image.fromarray(255 - mnist.x_test[7]).resize((900, 900), Image.Resampling.BICUBIC)
+    grey = Image.new("L", (2300, 2100), 255)
+    grey.paste(digit, (700, 500))
+    ref = find_digit(grey)[1]
+    rgb = grey.convert("RGB")
+    p_transparent = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32)
+    p_transparent.info["transparency"] = p_transparent.getpixel((0, 0))
+    alpha_ink = Image.merge("RGBA", [Image.new("L", grey.size, 0)] * 3 + [Image.eval(grey, lambda v: 255 - v)])
+    garbage = np.asarray(alpha_ink).copy()
+    garbage[garbage[..., 3] == 0, :3] = (255, 0, 255)  # colour under fully transparent pixels must not matter
+    variants = {
+        "RGB": rgb, "RGBA": rgb.convert("RGBA"), "LA": grey.convert("LA"), "CMYK": rgb.convert("CMYK"),
+        "P": rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=32), "P+transparency": p_transparent,
+        "1": grey.convert("1", dither=Image.Dither.NONE), "I;16": Image.fromarray(np.asarray(grey).astype(np.uint16) * 257),
+        "I": grey.convert("I"), "F": Image.fromarray(np.asarray(grey, np.float32) / 255), "YCbCr": rgb.convert("YCbCr"),
+        "alpha-only": alpha_ink, "alpha-only-garbage-colour": Image.fromarray(garbage),
+    }
+    for name, img in variants.items():
+        work, _ = colour.working_ink(img)
+        assert max(work.shape) == WORK_SIDE, name
+        out = find_digit(img)[1]
+        assert np.corrcoef(out.ravel(), ref.ravel())[0, 1] > 0.95, name
