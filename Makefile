@@ -1,4 +1,4 @@
-# Two entry points: `make run` (the main job) and `make test` (the suite).
+# Two entry points: `make run` (the main job) and `make test` (lint + the suite).
 # Each creates .venv if missing and (re)installs the project only when
 # pyproject.toml changed; the install is editable, so code edits need none.
 
@@ -7,11 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: run test bench clean help
+.PHONY: run test lint bench clean help
 
 help:
 	@echo "make run    - set up .venv and run the main job (train, evaluate, report)"
-	@echo "make test   - set up .venv with test extras and run the test suite"
+	@echo "make test   - set up .venv with test tools, lint, and run the test suite"
+	@echo "make lint   - ruff over src, tests and benchmarks"
 	@echo "make bench  - run the benchmarks and update BENCHMARKS.md"
 	@echo "make clean  - remove .venv and caches (runs/ is kept)"
 
@@ -29,11 +30,17 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 
 run: $(VENV)/.installed
 	$(BIN)/digitlab run
+	@echo
+	@echo "Next: source $(VENV)/bin/activate   (or call $(BIN)/digitlab), then try:"
+	@echo "  digitlab predict examples/   |   digitlab serve   |   digitlab --help"
 
-test: $(VENV)/.installed-test
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/python -m pytest
 
-# Every table in BENCHMARKS.md, on this machine (about 35 minutes on 2 cores;
+# Every table in BENCHMARKS.md, on this machine (see BENCHMARKS.md for how long each takes;
 # run it on a quiet machine: the numbers are wall-clock times).
 bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_run.py --preset seed --write
@@ -44,4 +51,4 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_server.py --write
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info

@@ -28,6 +28,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 from _common import write_section  # noqa: E402
+
 HEADING = "## Prediction (digitlab predict)"
 
 

@@ -62,7 +62,7 @@ def child(preset: str, index: int, result_file: Path, smoke: bool = False) -> No
     from digitlab.data import load_mnist_data
     from digitlab.preprocess import to_model_input
     from digitlab.runs import atomic_write_json
-    from digitlab.train import make_splits, train
+    from digitlab.training import make_splits, train
 
     keras, tf = backend.keras(), backend.tensorflow()
     run_dir = OUT_DIR / f"{preset}-s{index}"

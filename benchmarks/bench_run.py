@@ -61,7 +61,7 @@ def main() -> None:
     args.extra = ["--preset", args.preset, *args.extra]
     load = load_average()
     results = []
-    for i in range(args.repeats):
+    for _ in range(args.repeats):
         with tempfile.TemporaryDirectory() as tmp:
             results.append(one_run(Path(tmp), args.extra))
         print(json.dumps({k: v for k, v in results[-1].items() if k != "timings"}, indent=1), flush=True)

@@ -30,9 +30,11 @@ import time
 from pathlib import Path
 from statistics import median
 
+from _common import machine, write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 PRETRAINED = ROOT / "src" / "digitlab" / "pretrained"
-from _common import machine, write_section
+
 RUNTIMES = {  # row label -> (runtime for open_runner, model file, quantization or None)
     "keras (tf.function)": ("keras", "model.keras", None),
     "keras model.predict (reference)": ("keras-predict", "model.keras", None),
@@ -48,7 +50,7 @@ BATCH = 256
 # --------------------------------------------------------------------------- child process side
 
 
-def _open(runtime: str, model_path: str):  # noqa: ANN202
+def _open(runtime: str, model_path: str):
     if runtime == "keras-predict":
         from digitlab.models import load_model
 

@@ -157,3 +157,36 @@ def test_number_mode_and_phone_width(browser, server):
         assert page.locator("#number-digits li").count() == 2
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("path, rendered", [
+    ("/docs", ".swagger-ui .opblock-summary-path"),  # one row per operation
+    ("/redoc", "[data-section-id^='tag/predict'], [data-section-id^='operation/']"),
+])
+def test_api_docs_render_offline(browser, server, path, rendered):
+    """/docs (Swagger UI) and /redoc (ReDoc) render with the network cut off: every request that
+    is not to this server is aborted, and there must be none."""
+    context = browser.new_context(viewport={"width": 1000, "height": 820})
+    outside: list[str] = []
+
+    def only_this_server(route):
+        if route.request.url.startswith(server.url + "/"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    try:
+        context.route("**/*", only_this_server)
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server.url + path)
+        page.wait_for_selector(rendered, timeout=20_000)
+        page.wait_for_load_state("networkidle")
+        assert page.locator(rendered).count() >= 1
+        assert "/api/predict" in page.content()
+        assert not outside, f"{path} reached outside its server: {outside}"
+        assert not errors, f"JavaScript errors on {path}: {errors}"
+    finally:
+        context.close()

@@ -83,10 +83,20 @@ def test_explore_writes_figures_and_counts(capsys, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["train", "--epochs", "0"], "epochs must be an integer >= 1"),
-        (["train", "--batch-size", "0"], "batch size must be an integer >= 1"),
+        (["train", "--epochs", "0"], "epochs must be an integer between 1 and 10,000"),
+        (["train", "--epochs", "99999999999999999999"], "epochs must be an integer between 1 and 10,000"),
+        (["train", "--batch-size", "0"], "batch size must be an integer between 1"),
+        (["train", "--batch-size", "999999999999"], "batch size must be an integer between 1 and 65,536"),
+        (["train", "--lr", "inf"], "learning rate must be a finite number (got inf)"),
+        (["train", "--lr", "nan"], "learning rate must be a finite number"),
+        (["train", "--val-fraction", "nan"], "validation fraction must be a finite number"),
+        (["train", "--set", "rotation=inf"], "rotation must be a finite number"),
+        (["train", "--set", "nope=1"], "unknown config field 'nope'"),
+        (["train", "--set", "epochs"], "expected key=value"),
         (["run", "--preset", "nope"], "valid presets: seed"),
-        (["train", "--epochs", "x"], "Invalid value for '--epochs'"),
+        (["train", "--epochs", "x"], "error: Invalid value for '--epochs'"),
+        (["train", "--no-such-option"], "error: No such option: --no-such-option"),
+        (["nosuchcommand"], "error: No such command 'nosuchcommand'"),
         (["evaluate", "no-such-run"], "run 'no-such-run' not found"),
         (["show", "--index", "-1"], None),
         (["data", "--data-dir", "/nonexistent/dir"], "/nonexistent/dir"),
@@ -100,12 +110,14 @@ def test_bad_input_gives_a_message_and_exit_2(capsys, tmp_path, tiny_run, args, 
     assert "Traceback" not in out + err
     if message:
         assert message in out + err
+        # One line, as the README promises: no usage box, no "Try --help" block.
+        assert err.count("\n") == 1 and err.startswith("error: "), err
 
 
 def test_unwritable_out_dir(capsys, tmp_path):
     (tmp_path / "file").write_text("x")
     code, _, err = run_cli(capsys, "train", "--out", str(tmp_path / "file" / "runs"), "--limit", "100")
-    assert code == 2 and "not writable" in err
+    assert code == 2 and "is not a directory" in err
 
 
 def test_corrupt_model_file(capsys, tmp_path, tiny_run):
@@ -117,12 +129,45 @@ def test_corrupt_model_file(capsys, tmp_path, tiny_run):
     assert code == 2 and "not a loadable Keras model" in err
 
 
-def test_presets_and_help(capsys):
+COMMANDS = ["run", "train", "evaluate", "explore", "show", "presets", "data", "predict", "export", "serve"]
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_of_every_command(capsys, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "200")  # one line per option, so the checks below see whole rows
+    code, out, _ = run_cli(capsys, *([command] if command else []), "--help")
+    assert code == 0 and f"Usage: digitlab {command or ''}".rstrip() in out
+    # Typer's type placeholders (<bool>, <str>, <list[str]>) make a flag look as if it took a value.
+    assert "<" not in out.replace("<preset>-<timestamp>", ""), out
+    assert "--help" in out
+
+
+def test_training_options_are_one_set_shared_by_run_and_train(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    helps = {c: run_cli(capsys, c, "--help")[1] for c in ("run", "train")}
+    from digitlab.cli import TRAINING_OPTIONS
+
+    for _, _, _, _, flags, _, _ in TRAINING_OPTIONS:
+        for text in helps.values():
+            assert flags[0] in text
+    for flag, metavar in (("--epochs", "N"), ("--lr", "X"), ("--set", "KEY=VALUE"), ("--data-dir", "DIR")):
+        assert any(flag in line and metavar in line for line in helps["train"].splitlines()), flag
+    assert not any("--stratify" in line and "BOOL" in line.upper() for line in helps["run"].splitlines())
+
+
+def test_set_reaches_every_config_field(capsys, tmp_path):
+    code, out, err = run_cli(capsys, "train", "--preset", "seed", "--limit", "500", "--epochs", "1", "--out",
+                             str(tmp_path), "--name", "s", "--set", "schedule=cosine", "--set", "warmup=0.1",
+                             "--set", "label_smoothing=0.05", "--set", "shift=1", "--set", "weight_decay=1e-4")
+    assert code == 0, err
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    assert (config["schedule"], config["warmup"], config["label_smoothing"], config["shift"],
+            config["weight_decay"]) == ("cosine", 0.1, 0.05, 1.0, 1e-4)
+
+
+def test_presets_listed(capsys):
     code, out, _ = run_cli(capsys, "presets")
     assert code == 0 and out.startswith("seed:")
-    for command in ["run", "train", "evaluate", "explore", "show", "presets", "data"]:
-        code, out, _ = run_cli(capsys, command, "--help")
-        assert code == 0 and "Usage" in out
 
 
 def test_tensorflow_import_is_silent_unless_verbose():
@@ -173,3 +218,65 @@ def test_real_ctrl_c_keeps_a_valid_model(tmp_path, mnist):
     model, config = load_model(run_dir)
     assert model.count_params() == 121_930 and config.epochs == 200
     assert not [p.name for p in run_dir.iterdir() if ".tmp" in p.name]
+
+
+@pytest.fixture
+def damaged_copy(tiny_run, tmp_path):
+    """A copy of the tiny run to damage."""
+    import shutil
+
+    target = tmp_path / "copy"
+    shutil.copytree(tiny_run, target)
+    return target
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "metrics.json").write_text('{"test_accuracy": 0.9'), "metrics.json: damaged JSON"),
+    (lambda d: (d / "history.json").write_text("[1, 2"), "history.json: damaged JSON"),
+    (lambda d: (d / "history.json").write_text("[1, 2]"), "history.json: expected a JSON object"),
+    (lambda d: _edit_config(d, scale="x"), "scale must be a finite number"),
+    (lambda d: _edit_config(d, scale=0), "scale must be a number in (0, 1]"),
+    (lambda d: _edit_config(d, scale=1000), "scale must be a number in (0, 1]"),
+    (lambda d: (d / "config.json").write_text((d / "config.json").read_text().replace('"scale": 0.0039', '"scale": NaN, "x": 0.0039')),
+     "NaN is not a valid JSON number"),
+    (lambda d: (_rm_tree(d / "figures"), (d / "figures").write_text("x")), "figures is a file"),
+])
+def test_evaluate_on_a_damaged_run_is_one_line_and_changes_nothing(capsys, damaged_copy, damage, message):
+    damage(damaged_copy)
+    before = {p.name: p.read_bytes() for p in damaged_copy.iterdir() if p.is_file()}
+    code, out, err = run_cli(capsys, "evaluate", str(damaged_copy))
+    assert code == 2 and message in err and "Traceback" not in out + err, err
+    after = {p.name: p.read_bytes() for p in damaged_copy.iterdir() if p.is_file()}
+    assert after == before  # no metrics or report overwritten with garbage
+
+
+def _edit_config(run_dir, **changes):
+    config = json.loads((run_dir / "config.json").read_text())
+    config.update(changes)
+    (run_dir / "config.json").write_text(json.dumps(config))
+
+
+def _rm_tree(path):
+    import shutil
+
+    shutil.rmtree(path)
+
+
+def test_show_save_to_an_unwritable_place_fails_first(capsys, tiny_run):
+    code, out, err = run_cli(capsys, "show", "--out", str(tiny_run.parent), "--index", "0", "--save", "/proc/x.png")
+    assert code == 2 and "cannot write /proc/x.png" in err and "test image" not in out
+
+
+def test_ctrl_c_during_the_tensorflow_import_replays_nothing():
+    """The captured start-up lines of TensorFlow are for failures, not for Ctrl-C."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", "from digitlab import backend; backend.keras()"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DIGITLAB_VERBOSE": "0"})
+    time.sleep(1.5)  # inside the import (it takes several seconds)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err, err  # it was stopped inside the import
+    assert "oneDNN" not in err and "cpu_feature_guard" not in err, err

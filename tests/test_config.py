@@ -18,21 +18,35 @@ def test_frozen():
         make_config("seed").epochs = 3  # type: ignore[misc]
 
 
-def test_none_overrides_mean_not_given():
-    assert make_config("seed", epochs=None, batch_size=None) == make_config("seed")
+def test_replace_with_none_clears_an_optional_value():
+    c = make_config("seed", limit=1000, name="x")
+    assert c.replace(limit=None).limit is None and c.replace(name=None).name is None
     assert make_config("seed", epochs=3).epochs == 3
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        c.replace(epochs=None)  # not optional: None is not "not given", it is a wrong value
 
 
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"epochs": 0}, "epochs must be an integer >= 1"),
-        ({"batch_size": 0}, "batch size must be an integer >= 1"),
+        ({"epochs": 0}, "epochs must be an integer between 1 and 10,000"),
+        ({"epochs": 99999999999999999999}, "epochs must be an integer between 1 and 10,000"),
+        ({"batch_size": 0}, "batch size must be an integer between 1 and 65,536"),
+        ({"batch_size": 999999999999}, "batch size must be an integer between 1"),
         ({"batch_size": 2.5}, "batch size must be an integer"),
+        ({"epochs": True}, "epochs must be an integer"),
+        ({"learning_rate": float("inf")}, "learning rate must be a finite number"),
+        ({"learning_rate": float("nan")}, "learning rate must be a finite number"),
+        ({"learning_rate": 1e6}, "learning rate must be > 0 and <= 10"),
+        ({"rotation": float("nan")}, "rotation must be a finite number"),
+        ({"scale": 0.0}, "scale must be a number in"),
+        ({"scale": 1000.0}, "scale must be a number in"),
+        ({"scale": "0.1"}, "scale must be a finite number"),
+        ({"stratify": "yes"}, "stratify must be true or false"),
         ({"limit": 5}, "limit must be an integer >= 20"),
         ({"val_fraction": 1.0}, "validation fraction must be between 0 and 1"),
         ({"learning_rate": -1.0}, "learning rate must be > 0"),
-        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"seed": -1}, "seed must be an integer between 0 and 4294967295"),
         ({"data_dir": "x", "download": True}, "not both"),
     ],
 )
@@ -65,7 +79,11 @@ def test_load_ignores_unknown_keys_from_newer_versions(tmp_path):
 
 
 @pytest.mark.parametrize("text, message", [("{not json", "not a readable JSON config"),
-                                            ('{"epochs": 0}', "epochs must be")])
+                                            ('{"epochs": 0}', "epochs must be"),
+                                            ('{"scale": NaN}', "NaN is not a valid JSON number"),
+                                            ('{"scale": "x"}', "scale must be a finite number"),
+                                            ('{"epochs": "10"}', "epochs must be an integer"),
+                                            ('[1, 2]', "config must be a JSON object")])
 def test_bad_config_file_names_the_file(tmp_path, text, message):
     (tmp_path / "config.json").write_text(text)
     with pytest.raises(ConfigError, match=message) as info:
@@ -76,3 +94,37 @@ def test_bad_config_file_names_the_file(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         Config.load(tmp_path)
+
+
+def test_set_overrides_are_typed_by_the_config_fields():
+    from digitlab.config import parse_overrides
+
+    got = parse_overrides(["epochs=3", "limit=none", "rotation=7.5", "stratify=yes", "schedule=cosine",
+                           "batch-size=1_024", "data_dir=/x"])
+    assert got == {"epochs": 3, "limit": None, "rotation": 7.5, "stratify": True, "schedule": "cosine",
+                   "batch_size": 1024, "data_dir": "/x"}
+    assert make_config("strong", **got).rotation == 7.5
+
+
+@pytest.mark.parametrize("item, message", [
+    ("epochs", "expected key=value"),
+    ("epoch=3", "unknown config field 'epoch'"),
+    ("epochs=three", "epochs must be an integer"),
+    ("stratify=maybe", "stratify must be true or false"),
+    ("limit=", None),  # clears an optional value: valid
+])
+def test_bad_set_overrides(item, message):
+    from digitlab.config import parse_overrides
+
+    if message is None:
+        assert parse_overrides([item]) == {"limit": None}
+        return
+    with pytest.raises(ConfigError, match=message):
+        parse_overrides([item])
+
+
+def test_runs_directory_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("DIGITLAB_RUNS", str(tmp_path))
+    assert make_config("seed").out == str(tmp_path)
+    monkeypatch.delenv("DIGITLAB_RUNS")
+    assert make_config("seed").out == "runs"

@@ -392,7 +392,7 @@ def test_split_impossible_stratify_is_data_error():
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature from the base class
+    def log_message(self, format, *args):
         pass
 
 
@@ -478,7 +478,7 @@ def test_load_with_download(tmp_path, mirror_server, mnist):
     cache = tmp_path / "cache"
     loaded = data.load_mnist_data(download=True, cache_dir=cache, mirrors=[mirror_server["good"]])
     assert_same(loaded, mnist)
-    assert str(cache) in loaded.source and "download cache" in loaded.source
+    assert loaded.location == str(cache) and "download cache" in loaded.source and str(cache) not in loaded.source
 
 
 def test_packaged_absent_uses_cache_then_downloads(tmp_path, monkeypatch, mirror_server, mnist, pkg_dir):
@@ -526,3 +526,60 @@ def test_download_uses_default_cache_dir(monkeypatch, tmp_path, mirror_server):
     monkeypatch.setenv("DIGITLAB_CACHE_DIR", str(tmp_path / "env-cache"))
     assert data.download_mnist(mirrors=[mirror_server["good"]]) == tmp_path / "env-cache"
     assert len(list((tmp_path / "env-cache").iterdir())) == 4
+
+
+# --------------------------------------------------------------------------- bounded cost on hostile files
+
+
+def _idx_header(n: int) -> bytes:
+    return struct.pack(">IIII", 2051, n, 28, 28)
+
+
+def test_gzip_bomb_is_rejected_from_its_header_without_decompressing(tmp_path):
+    import tracemalloc
+
+    bomb = tmp_path / "train-images-idx3-ubyte.gz"
+    # Declares a billion images (784 GB); the body is 50 MB of zeros (~50 KB compressed).
+    bomb.write_bytes(gzip.compress(_idx_header(10**9) + bytes(50_000_000), compresslevel=9))
+    tracemalloc.start()
+    with pytest.raises(DataError, match="declares 784,000,000,016 bytes.*not decompressed"):
+        data.read_idx_file(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 5_000_000, peak
+
+
+def test_gzip_with_far_more_data_than_its_header_declares_stops_early(tmp_path):
+    import tracemalloc
+
+    bomb = tmp_path / "t10k-images-idx3-ubyte.gz"
+    # A plausible header (1,000 images = 784 KB) followed by 200 MB of zeros.
+    bomb.write_bytes(gzip.compress(_idx_header(1000) + bytes(200_000_000), compresslevel=9))
+    tracemalloc.start()
+    with pytest.raises(DataError, match="trailing bytes"):
+        data.read_idx_file(bomb)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20_000_000, peak  # the 784 KB it declares, not the 200 MB it holds
+
+
+def test_npz_declaring_a_huge_shape_is_rejected_before_allocating(tmp_path):
+    import zipfile
+
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        for key, shape in (("x_train", (10**12, 28, 28)), ("y_train", (60000,)), ("x_test", (10000, 28, 28)),
+                           ("y_test", (10000,))):
+            with archive.open(key + ".npy", "w") as fh:
+                np.lib.format.write_array_header_2_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+                fh.write(b"\0" * 64)
+    with pytest.raises(DataError, match=r"x_train: declares shape \(1000000000000, 28, 28\)"):
+        data.load_mnist_data(path)
+
+
+def test_raw_file_larger_than_any_digit_set_is_not_read(tmp_path):
+    big = tmp_path / "train-images-idx3-ubyte"
+    with open(big, "wb") as fh:  # sparse: takes no disk space
+        fh.truncate(data.MAX_DATA_BYTES + 1)
+    with pytest.raises(DataError, match="more than the 1,073,741,824-byte limit"):
+        data.read_idx_file(big)

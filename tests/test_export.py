@@ -116,26 +116,56 @@ def test_metadata_round_trips(exported, model_dir):
         assert embedded[key] == side[key], key
 
 
-def test_export_elsewhere_copies_config_and_reloads(model_dir, tmp_path, x1000, keras_probs):
+def test_export_elsewhere_carries_its_own_config_and_reloads(model_dir, tmp_path, x1000, keras_probs, mnist):
+    import shutil
+
     from digitlab.config import Config
-    from digitlab.export import export_model
+    from digitlab.evaluate import evaluate_model
+    from digitlab.export import export_model, read_metadata
     from digitlab.models import load_model
     from digitlab.runtimes import open_runner
 
+    with pytest.raises(ModelError, match="ship does not exist"):  # checked before any conversion work
+        export_model(model_dir / "model.keras", "onnx", out=tmp_path / "ship" / "digits.onnx")
+    (tmp_path / "ship").mkdir()
     onnx_file = export_model(model_dir / "model.keras", "onnx", out=tmp_path / "ship" / "digits.onnx")
     assert onnx_file == tmp_path / "ship" / "digits.onnx"
-    assert Config.load(onnx_file.parent) == Config.load(model_dir)
+    assert Config.from_dict(read_metadata(onnx_file)["config"]) == Config.load(model_dir)
+    assert not (tmp_path / "ship" / "config.json").exists()  # the config travels with the export itself
     runner = open_runner(onnx_file)
     assert runner.name == "onnx" and runner.config.preset == "seed"
     assert np.abs(runner(x1000[:50]) - keras_probs[:50]).max() <= 1e-4
 
+    # A second model exported into the same folder keeps its own config (nothing is overwritten).
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other, ignore=shutil.ignore_patterns("*.onnx*", "*.tflite*", "savedmodel*"))
+    Config.load(other).replace(preset="fast").save(other)
+    second = export_model(other, "onnx", out=tmp_path / "ship" / "fast.onnx")
+    assert open_runner(second).config.preset == "fast" and open_runner(onnx_file).config.preset == "seed"
+
     (tmp_path / "k").mkdir()
     keras_file = export_model(model_dir, "keras", out=tmp_path / "k")  # a directory: gets model.keras
     assert keras_file == tmp_path / "k" / "model.keras"
-    assert keras_file.suffix == ".keras"
     model, config = load_model(keras_file)
+    assert config == Config.load(model_dir)
     assert keras_file.stat().st_size < (model_dir / "model.keras").stat().st_size  # no optimizer state
     assert np.abs(np.asarray(model(x1000[:50])) - keras_probs[:50]).max() == 0
+    # An inference-only export can be evaluated like a run's model (it holds no compile state).
+    metrics = evaluate_model(model, mnist.x_test[:500], mnist.y_test[:500], scale=config.scale).metrics
+    assert metrics["accuracies_agree"] and metrics["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("out", ["/proc/x.onnx", "{tmp}/missing/dir/x.onnx"])
+def test_export_to_an_unwritable_place_fails_before_the_work(model_dir, tmp_path, monkeypatch, out):
+    import digitlab.export as export
+
+    def never(*args, **kwargs):
+        raise AssertionError("converted although the destination cannot be written")
+
+    monkeypatch.setattr(export, "_to_onnx_bytes", never)
+    with pytest.raises(ModelError, match="cannot write"):
+        export.export_model(model_dir, "onnx", out=out.format(tmp=tmp_path))
+    assert not (tmp_path / "missing").exists()  # no directories created on the way
 
 
 def test_keras_export_needs_out_and_bad_options_are_user_errors(model_dir, tmp_path):
@@ -198,7 +228,10 @@ def test_cli_export(model_dir, tmp_path, capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "check vs Keras" in text
-    assert out.is_file() and (tmp_path / "cli.tflite.json").is_file() and (tmp_path / "config.json").is_file()
+    assert out.is_file() and (tmp_path / "cli.tflite.json").is_file() and not (tmp_path / "config.json").exists()
+    from digitlab.runtimes import open_runner
+
+    assert open_runner(out).config.preset == "seed"  # from the export's own metadata
 
     with pytest.raises(SystemExit) as exit_info:
         main(["export", str(model_dir), "--format", "onnx", "--quantize", "int3"])

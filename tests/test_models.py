@@ -14,7 +14,7 @@ def test_seed_model_is_the_tutorials_cnn():
         ("Conv2D", 320), ("MaxPooling2D", 0), ("Conv2D", 18496), ("MaxPooling2D", 0),
         ("Flatten", 0), ("Dense", 102464), ("Dense", 650),
     ]
-    assert count_params(model) == {"total": 121_930, "trainable": 121_930}
+    assert count_params(model) == {"total": 121_930, "trainable": 121_930, "non_trainable": 0}
     conv1, _, conv2, _, _, dense, out = model.layers
     assert (conv1.filters, conv1.kernel_size, conv2.filters, conv2.kernel_size) == (32, (3, 3), 64, (3, 3))
     assert dense.units == 64 and out.units == 10

@@ -5,6 +5,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -152,8 +155,10 @@ def test_predict_result_fields(predictor, mnist):
     d = r.to_dict(include_input=True)
     assert len(d["model_input"]) == 28 and all(len(row) == 28 for row in d["model_input"])
     json.dumps(d)
-    assert set(predictor.info) >= {"model_path", "model_id", "preset", "test_accuracy", "runtime",
+    assert set(predictor.info) >= {"model_file", "model_id", "preset", "test_accuracy", "runtime",
                                    "digitlab_version", "threshold"}
+    assert "/" not in predictor.info["model_file"]  # a name, not a local path: info is shown to API clients
+    assert predictor.model_path.is_file()
     assert len(predictor.info["model_id"]) == 12
 
 
@@ -278,3 +283,89 @@ def test_cli_and_api_give_identical_probabilities(capsys, files, model_path, pre
     _, out, _ = _run(capsys, ["predict", *map(str, paths), "--model", model_path, "--json"])
     api = predictor.predict_batch(paths)
     assert [r["probabilities"] for r in json.loads(out)] == [list(r.probabilities) for r in api]
+
+
+# --------------------------------------------------------------------------- hostile inputs (issue 10)
+
+
+def test_inputs_never_block_or_loop(tmp_path, monkeypatch, mnist):
+    from digitlab.inputs import expand_inputs
+
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    Image.fromarray(mnist.x_test[0]).save(d / "sub" / "one.png")
+    os.mkfifo(d / "pipe.png")
+    (d / "sub" / "loop").symlink_to(d, target_is_directory=True)  # a directory symlink loop
+    items = {Path(i.label).name: i for i in expand_inputs([str(d)])}
+    assert set(items) == {"one.png", "pipe.png"}  # the loop is not followed; one.png found once
+    assert items["pipe.png"].error == "a FIFO, not an image file"
+    globbed = expand_inputs([str(d / "**" / "*.png")])
+    assert [Path(i.label).name for i in globbed].count("one.png") == 1  # `**` through the loop: one file, once
+    assert expand_inputs([str(d / "pipe.png")])[0].error == "a FIFO, not an image file"
+
+    monkeypatch.setattr("sys.stdin", None)
+    assert "standard input is closed" in expand_inputs(["-"])[0].error
+
+
+def test_an_unreadable_directory_is_reported_as_such(tmp_path, monkeypatch):
+    from digitlab.inputs import expand_inputs
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if Path(path) == locked:  # what an unreadable directory does (root would ignore chmod)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    (item,) = expand_inputs([str(locked)])
+    assert item.error == "cannot read directory (Permission denied)"
+
+
+def test_cli_fifo_input_is_an_error_not_a_hang(tmp_path, model_path):
+    fifo = tmp_path / "digit.png"
+    os.mkfifo(fifo)
+    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", str(fifo), "--model", model_path],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "a FIFO, not an image file" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_cli_closed_stdin(model_path):
+    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", "-", "--model", model_path],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "empty file" in proc.stderr  # /dev/null: readable, 0 bytes
+    # `digitlab predict - <&-`: the process starts with no file descriptor 0 at all.
+    closed = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", "-", "--model", model_path],
+                            preexec_fn=lambda: os.close(0), capture_output=True,
+                            text=True, timeout=120)
+    assert closed.returncode == 1 and "standard input is closed" in closed.stderr, closed.stderr
+    assert "Traceback" not in closed.stderr
+
+
+def test_annotation_keeps_only_a_display_size_copy(predictor, mnist):
+    from digitlab.predict import DISPLAY_SIDE
+
+    big = Image.fromarray(255 - mnist.x_test[0]).resize((6000, 4000), Image.Resampling.BILINEAR)
+    (outcome,) = list(predictor.predict_stream([big], keep_image=True))
+    assert max(outcome.image.size) == DISPLAY_SIDE and outcome.image_scale == pytest.approx(DISPLAY_SIDE / 6000)
+    assert outcome.result.label == 7
+    from digitlab.present import annotate_image
+
+    drawn = annotate_image(outcome.image, outcome.result, outcome.image_scale)
+    assert drawn.size == outcome.image.size
+
+
+def test_predict_stream_gives_one_outcome_per_input_in_order(predictor, mnist, tmp_path):
+    paths = []
+    for i in range(5):
+        p = tmp_path / f"d{i}.png"
+        Image.fromarray(mnist.x_test[i]).save(p)
+        paths.append(p)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    inputs = [*map(str, paths[:2]), str(tmp_path / "bad.png"), *map(str, paths[2:])]
+    outcomes = list(predictor.predict_stream(inputs, chunk=2))  # several model calls
+    assert [o.source for o in outcomes] == inputs
+    assert [o.result.label for o in outcomes if o.result] == list(mnist.y_test[:5])
+    assert outcomes[2].result is None and outcomes[2].error.startswith("not an image")

@@ -13,7 +13,7 @@ from digitlab.models import PRESETS, build_model, describe_presets
 
 
 def _tiny_splits(mnist, n: int = 256):
-    from digitlab.train import make_splits
+    from digitlab.training import make_splits
 
     cfg = make_config("seed", limit=n)
     return make_splits(cfg, mnist)
@@ -21,7 +21,7 @@ def _tiny_splits(mnist, n: int = 256):
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p != "ensemble"])
 def test_each_preset_builds_and_trains_a_few_steps(preset, mnist, tmp_path):
-    from digitlab.train import train
+    from digitlab.training import train
 
     config = make_config(preset, limit=256, epochs=1, batch_size=64, out=str(tmp_path))
     result = train(config, _tiny_splits(mnist), tmp_path, progress=False)
@@ -82,7 +82,7 @@ def test_schedules_and_weight_decay_build_keras_optimizers():
 
 
 def test_augmentation_runs_in_the_stream_not_in_the_model(mnist, tmp_path):
-    from digitlab.train import _train_stream, train
+    from digitlab.training import _train_stream, train
 
     splits = _tiny_splits(mnist)
     # The stream changes the images (and is repeatable for a seed) ...
@@ -103,7 +103,7 @@ def test_augmentation_runs_in_the_stream_not_in_the_model(mnist, tmp_path):
 
 def test_ensemble_probabilities_are_the_members_mean(mnist, tmp_path):
     from digitlab.models import load_model
-    from digitlab.train import train
+    from digitlab.training import train
 
     config = make_config("ensemble", members=2, limit=256, epochs=1, batch_size=64)
     result = train(config, _tiny_splits(mnist), tmp_path, progress=False)

@@ -1,5 +1,6 @@
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -67,5 +68,46 @@ def test_latest_pointer_and_resolution(tmp_path):
 def test_unwritable_output_dir(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ModelError, match="not writable"):
+    with pytest.raises(ModelError, match="file is not a directory"):
         check_writable_dir(blocker / "runs")
+    with pytest.raises(ModelError, match="is a file"):
+        check_writable_dir(blocker)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.access(locked, os.W_OK):  # root ignores permissions: use a read-only filesystem instead
+        locked = Path("/proc")
+    with pytest.raises(ModelError, match="not writable"):
+        check_writable_dir(locked)
+
+
+def test_output_folders_are_not_created_with_their_parents(tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        check_writable_dir(tmp_path / "a" / "b")
+    assert not (tmp_path / "a").exists()
+    assert check_writable_dir(tmp_path / "a").is_dir()  # the last level is created
+
+
+@pytest.mark.parametrize("target, message", [("/proc/x.onnx", "cannot write /proc/x.onnx"),
+                                             ("{tmp}/missing/x.onnx", "does not exist"),
+                                             ("{tmp}/file/x.onnx", "is not a directory")])
+def test_output_paths_are_checked_before_any_work(tmp_path, target, message):
+    from digitlab.runs import check_output_path
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ModelError, match=message):
+        check_output_path(target.format(tmp=tmp_path))
+    assert check_output_path(tmp_path / "ok.onnx") == tmp_path / "ok.onnx"
+
+
+def test_damaged_run_json_is_a_clear_error(tmp_path):
+    from digitlab.runs import read_json
+
+    (tmp_path / "m.json").write_text('{"test_accuracy": 0.9')
+    with pytest.raises(ModelError, match="m.json: damaged JSON"):
+        read_json(tmp_path / "m.json")
+    (tmp_path / "n.json").write_text('{"test_accuracy": NaN}')
+    with pytest.raises(ModelError, match="damaged JSON"):
+        read_json(tmp_path / "n.json")
+    assert read_json(tmp_path / "absent.json", missing={}) == {}
+    with pytest.raises(ModelError, match="file not found"):
+        read_json(tmp_path / "absent.json")

@@ -95,7 +95,7 @@ def test_runners_are_safe_to_share_between_threads(model_dir, x):
         sizes = [1, 5, 17, 1, 64, 3] * 4
         starts = [(7 * i) % 200 for i in range(len(sizes))]
         with ThreadPoolExecutor(4) as pool:
-            outs = list(pool.map(lambda a: runner(x[a[0]:a[0] + a[1]]), zip(starts, sizes)))
+            outs = list(pool.map(lambda a, run=runner: run(x[a[0]:a[0] + a[1]]), zip(starts, sizes)))
         for start, n, out in zip(starts, sizes, outs):
             assert np.abs(out - ref[start:start + n]).max() <= 1e-5, runner.name
 
@@ -192,7 +192,7 @@ def test_predictor_without_tensorflow(model_dir, mnist):
 
 def test_serving_without_tensorflow(model_dir, mnist):
     """The web app, started on the ONNX runtime, answers without importing TensorFlow."""
-    if not (Path(__file__).parents[1] / "src" / "digitlab" / "server.py").is_file():
+    if not (Path(__file__).parents[1] / "src" / "digitlab" / "server").is_dir():
         pytest.skip("digitlab.server is not there yet")
     pytest.importorskip("fastapi")
     pytest.importorskip("httpx")
@@ -203,10 +203,86 @@ def test_serving_without_tensorflow(model_dir, mnist):
         from fastapi.testclient import TestClient
         from digitlab.server import create_app
         app = create_app(model={str(model_dir)!r}, runtime="auto")
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://127.0.0.1") as client:
             predictor = app.state.predictor
             predictor.predict(np.load({str(model_dir.parent / "one.npy")!r})[0])
             client.get("/")
         print(predictor.runner.name, "tensorflow" in sys.modules, "keras" in sys.modules)
     """)
     assert out.split() == ["onnx", "False", "False"], out
+
+
+# --------------------------------------------------------------------------- the contract, for every runtime
+
+
+def _keras_model_dir(tmp_path, name, build):
+    """A model directory holding `build(keras)` as model.keras and a seed config."""
+    from digitlab import backend
+    from digitlab.config import make_config
+
+    keras = backend.keras()
+    folder = tmp_path / name
+    folder.mkdir()
+    model = build(keras)
+    model.save(folder / "model.keras")
+    make_config("seed").save(folder)
+    return folder
+
+
+def _dense(keras, shape=(28, 28, 1), units=10, activation="softmax", outputs=1):
+    inputs = keras.Input(shape=shape)
+    x = keras.layers.Flatten()(inputs)
+    heads = [keras.layers.Dense(units, activation=activation)(x) for _ in range(outputs)]
+    return keras.Model(inputs, heads if outputs > 1 else heads[0])
+
+
+@pytest.mark.parametrize("name, build, message", [
+    ("three_classes", lambda k: _dense(k, units=3), r"maps \(N, 28, 28, 1\) to \(3,\)"),
+    ("logits", lambda k: _dense(k, activation=None), "not probabilities"),
+    ("input_32", lambda k: _dense(k, shape=(32, 32, 1)), "does not accept"),
+    ("two_outputs", lambda k: _dense(k, outputs=2), "2 outputs"),
+])
+def test_keras_runner_holds_models_to_the_contract(tmp_path, name, build, message):
+    from digitlab.runtimes import open_runner
+
+    folder = _keras_model_dir(tmp_path, name, build)
+    with pytest.raises(ModelError, match=message):
+        open_runner(folder, "keras")
+
+
+def test_a_model_that_outputs_nan_is_an_error_not_an_answer(tmp_path):
+    from digitlab.runtimes import open_runner
+
+    def nan_model(keras):
+        model = _dense(keras)
+        for w in model.weights:
+            w.assign(np.full(w.shape, np.nan, dtype="float32"))
+        return model
+
+    with pytest.raises(ModelError, match="non-finite probabilities"):
+        open_runner(_keras_model_dir(tmp_path, "nan", nan_model), "keras")
+
+
+def test_onnx_runner_refuses_a_logits_model(tmp_path):
+    """The same single check applies to ONNX: a graph without a softmax is refused."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from digitlab.config import make_config
+    from digitlab.runtimes import open_runner
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.normal(0, 1, (784, 10)).astype(np.float32), "w")
+    shape = numpy_helper.from_array(np.array([-1, 784], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["image", "shape"], ["flat"]), helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "logits", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 28, 28, 1])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 10])], [w, shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    folder = tmp_path / "onnx_logits"
+    folder.mkdir()
+    onnx.save(model, folder / "model.onnx")
+    make_config("seed").save(folder)
+    with pytest.raises(ModelError, match="not probabilities"):
+        open_runner(folder / "model.onnx")

@@ -6,15 +6,15 @@ import io
 import json
 import re
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
+from serving import ServerProcess, model_arg, user_png
 
-pytest.importorskip("fastapi", reason="needs the 'serve' extra: pip install 'digitlab[serve]'")
+from digitlab.server import create_app
 
-from serving import ServerProcess, model_arg, user_png  # noqa: E402
-
-from digitlab.server import create_app  # noqa: E402
+BASE = "http://127.0.0.1:8000"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,8 @@ def app(model):
 def client(app):
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as c:  # runs the lifespan: the model is loaded once here
+    # runs the lifespan: the model is loaded once here; Host "127.0.0.1:8000" passes the default Host check
+    with TestClient(app, base_url=BASE) as c:
         yield c
 
 
@@ -141,7 +142,32 @@ def test_health_and_model_info(client):
     assert "28" in m["preprocessing"]["model_input"]
 
 
-def test_openapi_and_docs(client):
+def test_model_info_names_the_file_not_its_path(client, app):
+    """/api/model gives the model id and file name, never where the model lives on the server."""
+    path = app.state.work.predictor.model_path
+    r = client.get("/api/model")
+    assert r.status_code == 200
+    model = r.json()["model"]
+    assert model["file"] == Path(path).name and model["file"].startswith("model.")
+    assert str(Path(path).parent) not in r.text and "model_path" not in r.text
+
+
+def test_model_info_is_a_whitelist():
+    """A key added to Predictor.info later (a path, a secret) is not published by accident."""
+    from fastapi.testclient import TestClient
+
+    predictor = FakePredictor(info={"model_id": "abc123abc123", "model_path": "/srv/secret/dir/model.onnx",
+                                    "runtime": "onnx", "threshold": 0.6, "training_dir": "/home/someone/runs/x",
+                                    "api_key": "hunter2"})
+    with TestClient(create_app(lambda: predictor), base_url=BASE) as c:
+        r = c.get("/api/model")
+    assert r.status_code == 200, r.text
+    assert r.json()["model"] == {"model_id": "abc123abc123", "file": "model.onnx", "preset": None, "test_accuracy": None,
+                                 "runtime": "onnx", "threshold": 0.6, "digitlab_version": None}
+    assert "/srv" not in r.text and "/home" not in r.text and "hunter2" not in r.text
+
+
+def test_openapi(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
     for p in ("/api/predict", "/api/predict/number", "/api/predict/batch", "/api/health", "/api/model"):
@@ -149,7 +175,32 @@ def test_openapi_and_docs(client):
     body = paths["/api/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in body and "application/octet-stream" in body
     assert "DigitResult" in schema["components"]["schemas"]
-    assert client.get("/docs").status_code == 200
+
+
+def test_docs_pages_load_everything_from_this_server(client):
+    """/docs and /redoc name only same-origin URLs (no CDN, no Google fonts), and those assets are served."""
+    assets = set()
+    for page, needs in (("/docs", ("swagger-ui-bundle", "swagger-ui.css")), ("/redoc", ("redoc",))):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        # ... and the browser may load nothing from elsewhere (ReDoc's bundle links a logo on its CDN).
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "img-src 'self' data:;" in csp and "http" not in csp
+        html = r.text
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.I), f"{page} names another origin"
+        urls = (re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+                + re.findall(r"""url:\s*['"]([^'"]+)['"]""", html))
+        assert all(u.startswith("/") and not u.startswith("//") for u in urls), urls
+        assert all(any(n in u for u in urls) for n in needs), (page, urls)
+        assets.update(urls)
+    for url in assets:
+        r = client.get(url)
+        assert r.status_code == 200, url
+        if url.endswith(".js"):
+            assert "javascript" in r.headers["content-type"] and len(r.content) > 100_000, url
+            assert "cdn.jsdelivr" not in r.text and "fonts.googleapis" not in r.text, url
+        elif url.endswith(".css"):
+            assert "text/css" in r.headers["content-type"] and len(r.content) > 10_000, url
 
 
 # ------------------------------------------------------------------ bad input
@@ -253,21 +304,103 @@ def test_serve_refuses_a_busy_port(capsys):
     assert "already in use" in capsys.readouterr().err
 
 
-def test_raw_body_fast_path_matches_the_routes(client, samples):
-    """The ASGI fast path (raw body, no query) answers byte for byte like the FastAPI routes
-    (reached with an explicit query string), errors included."""
-    png = samples[3][1]
-    for path in ("/api/predict", "/api/predict/number"):
-        for body, ctype in ((png, "image/png"), (png, "application/octet-stream"), (b"not an image", "image/png"),
-                            (b"", "image/png")):
-            fast = client.post(path, content=body, headers={"Content-Type": ctype})
-            slow = client.post(path + "?include_input=false", content=body, headers={"Content-Type": ctype})
-            assert fast.status_code == slow.status_code, (path, ctype, fast.text, slow.text)
-            assert fast.content == slow.content, (path, ctype)
-            assert fast.headers["content-type"] == slow.headers["content-type"]
-    ok = client.post("/api/predict", content=png, headers={"Content-Type": "image/png"})
-    assert ok.status_code == 200 and ok.json()["label"] == 3, ok.text
-    _assert_error(client.post("/api/predict", content=png, headers={"Content-Type": "text/plain"}), 415)
+# ------------------------------------------------------------------ unexpected errors
+
+
+class FakePredictor:
+    """A Predictor stand-in: `prepare` and `finish` fail for sources named in `fail_prepare` /
+    `fail_finish` (with a non-digitlab exception, i.e. a bug), else answer a fixed digit."""
+
+    def __init__(self, info=None, fail_prepare=(), fail_finish=(), real=None):
+        self.info = info or {"model_id": "fake", "runtime": "fake", "threshold": 0.6}
+        self.fail_prepare, self.fail_finish, self.real = set(fail_prepare), set(fail_finish), real
+
+    def prepare(self, image, *, mode="digit", source=None):
+        if source in self.fail_prepare or "*" in self.fail_prepare:
+            raise RuntimeError(f"bug while preparing {source}")
+        return self.real.prepare(image, mode=mode, source=source) if self.real else source
+
+    def finish(self, prepared):
+        for p in prepared:
+            name = getattr(p, "source", p)
+            if name in self.fail_finish or "*" in self.fail_finish:
+                raise ZeroDivisionError(f"bug in the model call for {name}")
+        if self.real:
+            return self.real.finish(prepared)
+        from digitlab.predict import no_digit
+
+        return [no_digit(p) for p in prepared]
+
+
+def test_an_unexpected_exception_is_a_json_500(samples):
+    """A bug anywhere in a request answers 500 with the same JSON shape as every other error."""
+    from fastapi.testclient import TestClient
+
+    png = samples[1][1]
+    for fake in (FakePredictor(fail_prepare=["*"]), FakePredictor(fail_finish=["*"])):
+        with TestClient(create_app(lambda fake=fake: fake), base_url=BASE, raise_server_exceptions=False) as c:
+            for path in ("/api/predict", "/api/predict/number", "/api/predict?include_input=true"):
+                r = c.post(path, content=png, headers={"Content-Type": "image/png"})
+                assert r.headers["content-type"] == "application/json", (path, r.text)
+                body = _assert_error(r, 500)
+                assert body["error"] == "internal server error" and "bug" not in r.text  # no internals leak
+            assert c.get("/api/health").status_code == 200  # and the server goes on
+
+
+def test_batch_failure_of_any_kind_is_that_items_error(client, app, samples):
+    """One image's bug (while preparing it, or in the model call for it) is that item's error;
+    the other images still get their answers; never a 500 for the batch."""
+    from fastapi.testclient import TestClient
+
+    real = app.state.work.predictor if app.state.work else None
+    assert real is not None
+    fake = FakePredictor(info=real.info, fail_prepare=["bad-prepare.png"], fail_finish=["bad-finish.png"], real=real)
+    files = [("files", ("a.png", samples[3][1], "image/png")),
+             ("files", ("bad-prepare.png", samples[4][1], "image/png")),
+             ("files", ("junk.txt", b"no image here", "text/plain")),
+             ("files", ("bad-finish.png", samples[5][1], "image/png")),
+             ("files", ("b.png", samples[6][1], "image/png"))]
+    with TestClient(create_app(lambda: fake), base_url=BASE, raise_server_exceptions=False) as c:
+        r = c.post("/api/predict/batch", files=files)
+    assert r.status_code == 200, r.text
+    items = r.json()["results"]
+    assert [i["ok"] for i in items] == [True, False, False, False, True]
+    assert items[0]["result"]["label"] == 3 and items[4]["result"]["label"] == 6
+    assert items[1]["error"] == items[3]["error"] == "internal server error"
+    assert items[2]["error"] == "not a usable image" and "not an image" in items[2]["detail"]
+
+
+# ------------------------------------------------------------------ Host header (DNS rebinding)
+
+
+def test_host_header_must_name_this_server(client, model):
+    """Bound to loopback, a page on another origin re-pointed to 127.0.0.1 is refused (400 JSON)."""
+    for host in ("localhost", "localhost:8000", "127.0.0.1", "127.0.0.1:9", "[::1]:8000", "[::1]", "LOCALHOST:1"):
+        assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example:8000"):
+        r = client.get("/api/health", headers={"Host": host})
+        assert "evil.example" in _assert_error(r, 400)["detail"], host
+        r = client.post("/api/predict", content=b"x", headers={"Host": host, "Content-Type": "image/png"})
+        _assert_error(r, 400)
+    from fastapi.testclient import TestClient
+
+    extra = create_app(model=model, allowed_hosts=["localhost", "digits.example"])
+    with TestClient(extra, base_url="http://digits.example:8000") as c:
+        assert c.get("/api/health").status_code == 200
+        _assert_error(c.get("/api/health", headers={"Host": "other.example"}), 400)
+    with TestClient(create_app(model=model, allowed_hosts=None), base_url="http://anything.example") as c:
+        assert c.get("/api/health").status_code == 200
+
+
+def test_serve_picks_the_allowed_hosts():
+    from digitlab.server.run import _allowed_hosts
+
+    loop = ("localhost", "127.0.0.1", "::1")
+    assert _allowed_hosts("127.0.0.1", ()) == loop
+    assert _allowed_hosts("::1", ["Digits.Example"]) == loop + ("digits.example",)
+    assert _allowed_hosts("127.0.0.1", ["*"]) is None
+    assert _allowed_hosts("0.0.0.0", ()) is None  # public: the names it is reached by are unknown
+    assert _allowed_hosts("0.0.0.0", ["digits.example"]) == loop + ("digits.example",)
 
 
 # ------------------------------------------------------------------ fuzzing from the schema
@@ -278,7 +411,8 @@ def test_schemathesis_fuzz_no_server_errors(app, client):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, Phase, given, settings
 
-    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    host = {"Host": "127.0.0.1:8000"}  # as a browser on this machine sends it (the default Host check)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, headers=host)
     ops = [result.ok() for result in schema.get_all_operations()]
     assert len(ops) >= 5
     failures = []
@@ -287,7 +421,7 @@ def test_schemathesis_fuzz_no_server_errors(app, client):
                   suppress_health_check=list(HealthCheck))
         @given(case=op.as_strategy())
         def fuzz(case):
-            resp = case.call()
+            resp = case.call(headers=host)
             if resp.status_code >= 500:
                 failures.append(f"{case.method} {case.path}: {resp.status_code} {resp.text[:200]}")
 

@@ -9,7 +9,7 @@ from sklearn.model_selection import train_test_split
 from digitlab.config import make_config
 from digitlab.evaluate import evaluate_model
 from digitlab.models import load_model
-from digitlab.train import make_splits, train
+from digitlab.training import make_splits, train
 
 
 def test_splits_follow_the_tutorial(mnist):
@@ -63,16 +63,11 @@ class _InterruptAt:
 
 
 @pytest.mark.parametrize("stop_epoch, expect_model", [(1, True), (0, False)])
-def test_ctrl_c_saves_a_valid_model_or_nothing(mnist, tmp_path, monkeypatch, stop_epoch, expect_model):
-    import digitlab.train as train_module
-
-    original = train_module._make_callbacks
+def test_ctrl_c_saves_a_valid_model_or_nothing(mnist, tmp_path, stop_epoch, expect_model):
     interrupt = _InterruptAt(stop_epoch, 3)
-    monkeypatch.setattr(train_module, "_make_callbacks",
-                        lambda *a, **k: original(*a, **k) + [interrupt.callback])
     config = make_config("seed", limit=2000, epochs=3)
     config.save(tmp_path)
-    result = train(config, make_splits(config, mnist), tmp_path, progress=False)
+    result = train(config, make_splits(config, mnist), tmp_path, progress=False, callbacks=[interrupt.callback])
     assert result.interrupted
     files = set(os.listdir(tmp_path))
     assert not any(".tmp" in f for f in files), files  # nothing half-written
@@ -82,3 +77,18 @@ def test_ctrl_c_saves_a_valid_model_or_nothing(mnist, tmp_path, monkeypatch, sto
         assert model.count_params() == 121_930
     else:
         assert result.epochs_completed == 0 and "model.keras" not in files
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(mnist):
+    from digitlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"batch size 5,000 is larger than the training set \(800 images\)"):
+        make_splits(make_config("seed", limit=1000, batch_size=5000), mnist)
+
+
+def test_epoch_lines_go_to_the_log_when_there_is_no_progress_bar(mnist, tmp_path):
+    lines: list[str] = []
+    config = make_config("seed", limit=1000, epochs=2)
+    train(config, make_splits(config, mnist), tmp_path, progress=False, log=lines.append)
+    assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert all("val_accuracy" in line and line.endswith(" s)") for line in lines)

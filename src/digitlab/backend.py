@@ -2,25 +2,57 @@
 
 TensorFlow's C++ side prints absl/oneDNN/cpu_feature_guard lines to stderr
 while it is imported, before its log level applies, so TF_CPP_MIN_LOG_LEVEL
-alone cannot hide them. We point file descriptor 2 at a temporary file for
-the duration of the import and replay it only if the import fails. oneDNN
-stays on: turning it off would hide one line and cost ~60% of training speed.
-Set DIGITLAB_VERBOSE=1 (the CLI's --verbose) to see everything.
+alone cannot hide them. `quiet_stderr` points file descriptor 2 at a
+temporary file for the duration of such a block and replays what was
+captured only if the block fails. oneDNN stays on: turning it off would hide
+one line and cost ~60% of training speed. Set DIGITLAB_VERBOSE=1 (the CLI's
+--verbose) to see everything.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from typing import Any
 
 VERBOSE_ENV = "DIGITLAB_VERBOSE"
+_REPLAY_CHARS = 4000  # enough for the error a C++ library printed, without pages of start-up noise
 
 
 def verbose() -> bool:
-    """Whether the user asked to see TensorFlow's own log output."""
+    """Whether the user asked to see the libraries' own log output."""
     return os.environ.get(VERBOSE_ENV, "") not in ("", "0", "false", "no")
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hide what C/C++ code writes to file descriptor 2 inside the block (unless verbose).
+
+    If the block raises an error, the captured text is written to stderr
+    first, so no clue is lost; on Ctrl-C (KeyboardInterrupt) it is dropped:
+    the user asked to stop, and pages of start-up lines would only bury that.
+    """
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except Exception:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode("utf-8", "replace")[-_REPLAY_CHARS:])
+            sys.stderr.flush()
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def keras() -> Any:
@@ -29,28 +61,13 @@ def keras() -> Any:
         return sys.modules["keras"]
     # Keras 3 picks its backend at import; tensorflow is what we measured fastest here.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if verbose():
-        import tensorflow  # noqa: F401
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later runtime INFO/WARNING lines
+    with quiet_stderr():
         import keras as _keras
-
-        return _keras
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later runtime INFO/WARNING lines
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            import tensorflow as tf
-            import keras as _keras
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", "replace"))
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-    tf.get_logger().setLevel("ERROR")
+        import tensorflow as tf
+    if not verbose():
+        tf.get_logger().setLevel("ERROR")
     return _keras
 
 

@@ -1,24 +1,33 @@
-"""Command line: a thin layer over the Python API (pipeline, data, models).
+"""Command line: a thin layer over the Python API (pipeline, predict, export, server).
 
-Heavy imports happen inside commands, so `digitlab --help` answers at once.
-Every user-fixable problem is a DigitlabError: printed as one line, exit 2.
+Like ultralytics' modes, each command is a few lines over one API call. The
+training options are defined once (`TRAINING_OPTIONS`) and shared by `run`
+and `train`, and `--set key=value` reaches every Config field, validated by
+Config itself. Heavy imports happen inside commands, so `digitlab --help`
+answers at once. Every user-fixable problem, usage errors included, is one
+line `error: ...` on stderr and exit 2; Ctrl-C is exit 130.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import shlex
 import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
 
 from . import __version__
 from .errors import DigitlabError
+from .layout import default_runs_dir
+from .server import settings as serving  # light (no FastAPI): the serve defaults live there
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
+# Default of `run` and `train`: `fast` beats the tutorial's `seed` on accuracy AND time (BENCHMARKS.md).
+DEFAULT_PRESET = "fast"
 
 app = typer.Typer(
     name="digitlab",
@@ -30,45 +39,75 @@ app = typer.Typer(
 )
 
 
-def _preset_help() -> str:
-    from .models import describe_presets
+def _say(msg: str) -> None:
+    typer.echo(msg)
+
+
+def _presets_help() -> str:
+    from .presets import describe_presets
 
     return "Model preset. " + "; ".join(describe_presets().splitlines())
 
 
-# Options shared by `run` and `train`. None means "not given": the preset's
-# default (see config.Config and models.PRESETS) stays in force.
-# Default of `run` and `train`: `fast` beats the tutorial's `seed` on accuracy AND time (BENCHMARKS.md).
-DEFAULT_PRESET = "fast"
-Preset = Annotated[str, typer.Option("--preset", "-p", help=_preset_help(), show_default=True)]
-Epochs = Annotated[Optional[int], typer.Option(help="Training epochs (>= 1). (default: preset's, 10 for seed)")]
-BatchSize = Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Batch size (>= 1). (default: preset's, 128 for seed)")]
-Seed = Annotated[Optional[int], typer.Option(help="Random seed for split, init and shuffling. (default: 42)")]
-Limit = Annotated[Optional[int], typer.Option(help="Use only the first N training images (quick looks). (default: all)")]
-Out = Annotated[str, typer.Option("--out", "-o", help="Directory that holds run directories.")]
-Name = Annotated[Optional[str], typer.Option(help="Run name. (default: <preset>-<timestamp>)")]
-DataDir = Annotated[Optional[str], typer.Option("--data-dir", help="Directory with the four MNIST IDX files (raw or .gz) or an mnist.npz. (default: the packaged copy)")]
-Download = Annotated[bool, typer.Option("--download", help="Use MNIST downloaded from the public mirrors into the user cache.")]
-ValFraction = Annotated[Optional[float], typer.Option("--val-fraction", help="Validation share of the training images. (default: 0.2)")]
-Stratify = Annotated[bool, typer.Option("--stratify", help="Stratify the train/validation split by class.")]
-LearningRate = Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate. (default: preset's, 1e-3 for seed)")]
-Members = Annotated[Optional[int], typer.Option("--members", help="Train N models (seeds seed..seed+N-1) and save their average (soft vote) as one model. (default: preset's, 1; 5 for ensemble)")]
+RUNS_HELP = "Directory that holds run directories. (default: $DIGITLAB_RUNS, else ./runs)"
+DATA_DIR_HELP = "Directory with the four MNIST IDX files (raw or .gz) or an mnist.npz. (default: the packaged copy)"
+
+# The training options of `run` and `train`, defined once: (parameter, Config field, type,
+# default, option names, metavar, help). None (or False for flags) means "not given", so the
+# preset's default stays in force.
+TRAINING_OPTIONS: tuple[tuple[str, str | None, Any, Any, tuple[str, ...], str, str], ...] = (
+    ("preset", None, str, DEFAULT_PRESET, ("--preset", "-p"), "NAME", _presets_help),
+    ("epochs", "epochs", Optional[int], None, ("--epochs", "-e"), "N",
+     "Training epochs. (default: the preset's, 10 for seed)"),
+    ("batch_size", "batch_size", Optional[int], None, ("--batch-size", "-b"), "N",
+     "Batch size. (default: the preset's, 128 for seed)"),
+    ("lr", "learning_rate", Optional[float], None, ("--lr",), "X",
+     "Peak learning rate. (default: the preset's, 1e-3 for seed)"),
+    ("seed", "seed", Optional[int], None, ("--seed",), "N", "Random seed for split, init and shuffling. (default: 42)"),
+    ("limit", "limit", Optional[int], None, ("--limit",), "N",
+     "Use only the first N training images (quick looks). (default: all)"),
+    ("members", "members", Optional[int], None, ("--members",), "N",
+     "Train N models (seeds seed..seed+N-1) and save their soft vote as one model. (default: the preset's)"),
+    ("val_fraction", "val_fraction", Optional[float], None, ("--val-fraction",), "X",
+     "Validation share of the training images. (default: 0.2)"),
+    ("stratify", "stratify", bool, False, ("--stratify",), "", "Stratify the train/validation split by class."),
+    ("data_dir", "data_dir", Optional[str], None, ("--data-dir",), "DIR", DATA_DIR_HELP),
+    ("download", "download", bool, False, ("--download",), "",
+     "Use MNIST downloaded from the public mirrors into the user cache."),
+    ("out", "out", Optional[str], None, ("--out", "-o"), "DIR", RUNS_HELP),
+    ("name", "name", Optional[str], None, ("--name",), "NAME", "Run name. (default: <preset>-<timestamp>)"),
+    ("set", None, Optional[list[str]], None, ("--set", "-s"), "KEY=VALUE",
+     "Set any Config field, e.g. --set schedule=cosine --set rotation=10 (repeatable; see config.py)."),
+)
+
+
+def _with_training_options(func: Callable[..., None]) -> Callable[..., None]:
+    """Give `func(ctx, **options)` the shared training options as its Typer signature."""
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
+    for name, _, tp, default, flags, metavar, help_text in TRAINING_OPTIONS:
+        help_text = help_text() if callable(help_text) else help_text
+        option = typer.Option(*flags, help=help_text, metavar=metavar, show_default=name == "preset")
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[tp, option]))
+    func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    func.__annotations__ = {p.name: p.annotation for p in params}
+    return func
+
+
+def training_config(options: dict[str, Any]) -> Any:
+    """The Config of `run`/`train` options: preset defaults, then the given options, then --set."""
+    from .config import make_config, parse_overrides
+
+    given = {field: options[name] for name, field, _, default, *_ in TRAINING_OPTIONS
+             if field is not None and options.get(name) not in (None, default)}
+    given.update(parse_overrides(options.get("set") or ()))
+    return make_config(options.get("preset") or DEFAULT_PRESET, **given)
 
 
 def _command_line(ctx: typer.Context) -> str:
     """The exact command that was run, for the report's "reproduce" section."""
     argv = (ctx.obj or {}).get("argv", sys.argv[1:])
     return " ".join(shlex.quote(a) for a in ["digitlab", *argv])
-
-
-def _config(preset: str, **options: Any) -> Any:
-    from .config import make_config
-
-    return make_config(preset, **options)
-
-
-def _say(msg: str) -> None:
-    typer.echo(msg)
 
 
 def _version_callback(value: bool) -> None:
@@ -92,12 +131,16 @@ def _main(
 def _print_run_summary(result: Any, *, what: str) -> None:
     m = result.metrics
     if result.interrupted:
-        if m.get("epochs_completed"):
+        if result.stopped_in == "evaluation":
+            _say(f"Interrupted during evaluation; the trained model is saved in {result.run_dir} "
+                 f"and set as the latest run (metrics.json says evaluation: interrupted).")
+            _say(f"Finish it with: digitlab evaluate {result.run_dir}")
+        elif m.get("epochs_completed"):
             _say(f"Interrupted after {m['epochs_completed']}/{m['epochs_planned']} epochs; "
                  f"model saved in {result.run_dir} (marked interrupted in metrics.json).")
             _say(f"Evaluate it with: digitlab evaluate {result.run_dir}")
         else:
-            _say(f"Interrupted before the first epoch finished; no model was saved ({result.run_dir}).")
+            _say("Interrupted before the first epoch finished; nothing was saved.")
         return
     _say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
          + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
@@ -109,17 +152,11 @@ def _print_run_summary(result: Any, *, what: str) -> None:
         _say(f"  report          {result.report}")
 
 
-def _train_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
-    """`run` and `train` share their options (Typer needs them spelled out in each
-    signature) and this body; `train` stops before figures and report."""
+def _training_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
     from .pipeline import run as run_pipeline
 
-    o = options
-    config = _config(o["preset"], epochs=o["epochs"], batch_size=o["batch_size"], seed=o["seed"], limit=o["limit"],
-                     out=o["out"], name=o["name"], data_dir=o["data_dir"], download=o["download"] or None,
-                     val_fraction=o["val_fraction"], stratify=o["stratify"] or None, learning_rate=o["lr"],
-                     members=o["members"])
-    result = run_pipeline(config, command=_command_line(ctx), full_report=full_report)
+    config = training_config(options)
+    result = run_pipeline(config, command=_command_line(ctx), full_report=full_report, log=_say)
     _print_run_summary(result, what="Run" if full_report else "Training")
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
@@ -127,37 +164,30 @@ def _train_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool
         _say(f"Figures and report: digitlab evaluate {result.run_dir}")
 
 
-@app.command()
-def run(
-    ctx: typer.Context,
-    preset: Preset = DEFAULT_PRESET, epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = None,
-    limit: Limit = None, out: Out = "runs", name: Name = None, data_dir: DataDir = None,
-    download: Download = False, val_fraction: ValFraction = None, stratify: Stratify = False,
-    lr: LearningRate = None, members: Members = None,
-) -> None:
+@_with_training_options
+def _run(ctx: typer.Context, **options: Any) -> None:
     """The main job: explore the data, train, evaluate, draw every figure, write the report."""
-    _train_job(ctx, locals(), full_report=True)
+    _training_job(ctx, options, full_report=True)
 
 
-@app.command()
-def train(
-    ctx: typer.Context,
-    preset: Preset = DEFAULT_PRESET, epochs: Epochs = None, batch_size: BatchSize = None, seed: Seed = None,
-    limit: Limit = None, out: Out = "runs", name: Name = None, data_dir: DataDir = None,
-    download: Download = False, val_fraction: ValFraction = None, stratify: Stratify = False,
-    lr: LearningRate = None, members: Members = None,
-) -> None:
+@_with_training_options
+def _train(ctx: typer.Context, **options: Any) -> None:
     """Train a model and save it with its config, history and test metrics (no figures/report)."""
-    _train_job(ctx, locals(), full_report=False)
+    _training_job(ctx, options, full_report=False)
+
+
+app.command("run")(_run)
+app.command("train")(_train)
+
+RunArg = Annotated[Optional[str], typer.Argument(help="Run directory or name. (default: the latest run)",
+                                                 metavar="RUN", show_default=False)]
+RunsOpt = Annotated[Optional[str], typer.Option("--out", "-o", help=RUNS_HELP, metavar="DIR")]
+DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help=DATA_DIR_HELP, metavar="DIR")]
+DownloadOpt = Annotated[bool, typer.Option("--download", help="Use MNIST downloaded into the user cache.")]
 
 
 @app.command()
-def evaluate(
-    ctx: typer.Context,
-    run: Annotated[Optional[str], typer.Argument(help="Run directory or name. (default: the latest run)")] = None,
-    out: Out = "runs",
-    data_dir: DataDir = None,
-) -> None:
+def evaluate(ctx: typer.Context, run: RunArg = None, out: RunsOpt = None, data_dir: DataDirOpt = None) -> None:
     """Evaluate a saved run on the test set and (re)write its metrics, figures and report."""
     from .pipeline import evaluate_run
 
@@ -167,196 +197,124 @@ def evaluate(
 
 @app.command()
 def explore(
-    out: Annotated[str, typer.Option("--out", "-o", help="Directory for the figures.")] = "runs/explore",
-    data_dir: DataDir = None,
-    download: Download = False,
-    seed: Annotated[int, typer.Option(help="Seed for the random-sample grid.")] = 0,
+    out: Annotated[str, typer.Option("--out", "-o", help="Directory for the figures.", metavar="DIR")] = "runs/explore",
+    data_dir: DataDirOpt = None,
+    download: DownloadOpt = False,
+    seed: Annotated[int, typer.Option(help="Seed for the random-sample grid.", metavar="N")] = 0,
 ) -> None:
     """Look at the data: counts per class and the exploration figures."""
-    from . import plots
-    from .data import load_mnist_data
-    from .runs import check_writable_dir
+    from .pipeline import explore as explore_data
 
-    out_dir = check_writable_dir(out)
-    data = load_mnist_data(data_dir, download=download)
-    import numpy as np
-
-    _say(f"MNIST: {len(data.x_train)} training and {len(data.x_test)} test images, "
-         f"{data.x_train.shape[1]}x{data.x_train.shape[2]} uint8; source: {data.source}")
+    counts, figures, source = explore_data(out, data_dir=data_dir, download=download, seed=seed)
+    _say(f"MNIST: {sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
     _say("class      " + " ".join(f"{c:>6d}" for c in range(10)))
-    _say("train      " + " ".join(f"{n:>6d}" for n in np.bincount(data.y_train, minlength=10)))
-    _say("test       " + " ".join(f"{n:>6d}" for n in np.bincount(data.y_test, minlength=10)))
-    figures = plots.explore_figures(data.x_train, data.y_train, data.y_test, out_dir, seed=seed)
+    for split in ("train", "test"):
+        _say(f"{split:<10} " + " ".join(f"{n:>6d}" for n in counts[split]))
     for path in figures.values():
         _say(f"wrote {path}")
 
 
 @app.command()
 def show(
-    run: Annotated[Optional[str], typer.Argument(help="Run directory or name. (default: the latest run)")] = None,
-    out: Out = "runs",
-    index: Annotated[Optional[int], typer.Option(help="Test image index (0-9999). (default: random)")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for picking the random test image.")] = None,
-    save: Annotated[Optional[str], typer.Option(help="Also save the figure (image + probabilities) as this PNG.")] = None,
+    run: RunArg = None,
+    out: RunsOpt = None,
+    index: Annotated[Optional[int], typer.Option(help="Test image index (0-9999). (default: random)", metavar="I")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for picking the random test image.", metavar="N")] = None,
+    save: Annotated[Optional[str], typer.Option(help="Also save the figure (image + probabilities) as this PNG.",
+                                                metavar="PNG")] = None,
 ) -> None:
     """Predict one test image (random by default): true label, predicted label, confidence."""
-    import numpy as np
+    from .pipeline import show_test_image
 
-    from .data import load_mnist_data
-    from .errors import ConfigError
-    from .evaluate import predict_proba
-    from .models import load_model
-    from .runs import resolve_run
-
-    run_dir = resolve_run(run, out)
-    model, config = load_model(run_dir)
-    data = load_mnist_data(config.data_dir, download=config.download)
-    n = len(data.x_test)
-    if index is None:
-        index = int(np.random.default_rng(seed).integers(n))
-    elif not 0 <= index < n:
-        raise ConfigError(f"--index must be between 0 and {n - 1} (got {index})")
-    probs = predict_proba(model, data.x_test[index:index + 1], scale=config.scale)[0]
-    pred, true = int(probs.argmax()), int(data.y_test[index])
-    _say(f"test image #{index}: true label {true}, predicted {pred} with {probs[pred] * 100:.1f}% confidence"
-         + ("" if pred == true else "  <- WRONG"))
-    top = np.argsort(probs)[::-1][:3]
-    _say("top-3: " + ", ".join(f"{int(c)} ({probs[c] * 100:.1f}%)" for c in top))
-    if save:
-        from .plots import plot_random_prediction
-
-        _say(f"wrote {plot_random_prediction(data.x_test[index], true, probs, Path(save))}")
+    shown = show_test_image(run, out=out, index=index, seed=seed, save=save)
+    _say(f"test image #{shown.index}: true label {shown.true}, predicted {shown.predicted} with "
+         f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
+    _say("top-3: " + ", ".join(f"{c} ({p * 100:.1f}%)" for c, p in shown.top3))
+    if shown.figure is not None:
+        _say(f"wrote {shown.figure}")
 
 
 @app.command()
 def presets() -> None:
     """List the model presets."""
-    from .models import describe_presets
+    from .presets import describe_presets
 
     _say(describe_presets())
 
 
 @app.command()
-def data(
-    data_dir: DataDir = None,
-    download: Download = False,
-) -> None:
+def data(data_dir: DataDirOpt = None, download: DownloadOpt = False) -> None:
     """Check the MNIST files (checksums, headers) and say where they come from; --download fetches them."""
     from .data import load_mnist_data
 
     d = load_mnist_data(data_dir, download=download)
-    _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}")
+    _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
+         + (f"; files in {d.location}" if d.location else ""))
 
 
 @app.command()
 def predict(
     paths: Annotated[Optional[list[str]], typer.Argument(
-        help="Image files, directories (searched recursively), glob patterns, or - for stdin.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Run directory, model directory or model file; 'latest' = the latest run under --out. (default: the shipped pretrained model)")] = None,
-    runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, or another installed one.")] = "auto",
-    number: Annotated[bool, typer.Option("--number", "-n", help="Read whole numbers (digits left to right). Automatic when an image holds several digits.")] = False,
+        help="Image files, directories (searched recursively), glob patterns, or - for stdin.",
+        metavar="IMAGES", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="PATH", help=(
+        "Run directory, model directory or model file; 'latest' = the latest run under --out. "
+        "(default: the shipped pretrained model)"))] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, onnx or litert.", metavar="NAME")] = "auto",
+    number: Annotated[bool, typer.Option("--number", "-n", help=(
+        "Read whole numbers (digits left to right). Automatic when an image holds several digits."))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per file.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
-    threshold: Annotated[float, typer.Option(help="Flag answers below this confidence as uncertain (0-1).")] = 0.6,
-    annotate: Annotated[Optional[str], typer.Option("--annotate", help="Write each input with its prediction drawn on it (PNG) into this directory.")] = None,
-    show_input: Annotated[Optional[str], typer.Option("--show-input", help="Save the 28x28 image(s) the model saw, enlarged 8x, into this directory.")] = None,
-    out: Out = "runs",
+    threshold: Annotated[float, typer.Option(help="Flag answers below this confidence as uncertain (0-1).",
+                                             metavar="X")] = 0.6,
+    annotate: Annotated[Optional[str], typer.Option("--annotate", metavar="DIR", help=(
+        "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
+    show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(
+        "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."))] = None,
+    out: RunsOpt = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
-    import csv
-    import json
-    import warnings
-
-    from PIL import Image
-
-    from . import predict as P
-    from .errors import ConfigError, ImageError
-    from .runs import atomic_path, check_writable_dir
+    from .errors import ConfigError
+    from .inputs import expand_inputs
+    from .predict import Predictor
+    from .present import Printer
+    from .runs import check_writable_dir
 
     if as_json and as_csv:
         raise ConfigError("choose one of --json and --csv")
-    if not 0.0 <= threshold <= 1.0:
-        raise ConfigError(f"--threshold must be between 0 and 1 (got {threshold})")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own, lower limit answers instead
-    items = P.expand_inputs(paths)
-    dirs = {d: check_writable_dir(d) for d in (annotate, show_input) if d}
-    predictor = P.Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
-    mode = "number" if number else "auto"
-    fmt = "json" if as_json else "csv" if as_csv else "table"
-    records: list[Any] = []
-    rows: list[tuple[str, ...]] = []
-    writer = csv.writer(sys.stdout, lineterminator="\n") if fmt == "csv" else None
-    if writer:
-        writer.writerow(P.CSV_HEADER)
-    failed, done, used = 0, 0, {d: set() for d in dirs}
-    progress = sys.stderr.isatty() and len(items) >= 50
-
-    def report(label: str, result: Any) -> None:
-        nonlocal failed
-        auto = mode == "auto" and isinstance(result, P.NumberPrediction)
-        if isinstance(result, ImageError):
-            failed += 1
-            if fmt != "json":
-                typer.echo(f"error: {label}: {P._strip_label(str(result), label)}", err=True)
-        if fmt == "json":
-            records.append(P.record(label, result, auto=auto))
-        elif writer:
-            writer.writerow(P.csv_row(label, result, auto))
-        elif not isinstance(result, ImageError):
-            rows.append(P.table_row(label, result, auto))
-
-    for start in range(0, len(items), P.CHUNK):
-        chunk = items[start:start + P.CHUNK]
-        prepared: list[Any] = []
-        for item in chunk:
-            if item.error is not None:
-                prepared.append(ImageError(f"{item.label}: {item.error}"))
-                continue
-            try:
-                prepared.append(predictor.prepare(item.source, mode=mode, source=item.label, keep_image=annotate is not None))
-            except ImageError as exc:
-                prepared.append(exc)
-        good = iter(predictor.finish([p for p in prepared if not isinstance(p, ImageError)]))
-        for item, prep in zip(chunk, prepared):
-            result = prep if isinstance(prep, ImageError) else next(good)
-            report(item.label, result)
-            if not isinstance(result, ImageError):
-                for d, picture in ((annotate, lambda: P.annotate_image(prep.image, result)),
-                                   (show_input, lambda: P.input_picture(result))):
-                    if d:
-                        with atomic_path(dirs[d] / P.output_name(item.label, used[d])) as tmp:
-                            picture().save(tmp, format="PNG")
-        done += len(chunk)
-        if progress:
-            typer.echo(f"\r{done}/{len(items)} images", err=True, nl=False)
-    if progress:
-        typer.echo("", err=True)
-    if fmt == "json":
-        typer.echo(json.dumps(records, indent=2))
-    elif fmt == "table" and rows:
-        typer.echo(P.format_table(rows))
-    if failed:
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
+    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    items = expand_inputs(paths)
+    with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
+                 annotate_dir=dirs[0], input_dir=dirs[1]) as printer:
+        for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
+                                                keep_image=annotate is not None):
+            printer.add(outcome)
+    if printer.failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def export(
     source: Annotated[Optional[str], typer.Argument(
-        help="Run directory or name, model directory, or .keras file. (default: the latest run)")] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="onnx, litert (.tflite), savedmodel or keras.")] = "onnx",
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help=(
+        help="Run directory or name, model directory, or .keras file. (default: the latest run)",
+        metavar="SOURCE", show_default=False)] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx, litert (.tflite), savedmodel or keras.",
+                                        metavar="NAME")] = "onnx",
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="PATH", help=(
         "Output file (directory for savedmodel), or an existing directory to put it in. "
         "(default: beside the source model: model.onnx, model.tflite, savedmodel/; "
         "quantized: model.int8.onnx etc.; required for keras)"))] = None,
-    quantize: Annotated[str, typer.Option("--quantize", "-q", help="none, float16 or int8 (onnx and litert only).")] = "none",
-    runs_dir: Annotated[str, typer.Option("--runs-dir", help="Directory that holds run directories.")] = "runs",
+    quantize: Annotated[str, typer.Option("--quantize", "-q", help="none, float16 or int8 (onnx and litert only).",
+                                          metavar="NAME")] = "none",
+    runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP, metavar="DIR")] = None,
 ) -> None:
     """Export a trained model to ONNX, LiteRT, SavedModel or Keras, with metadata, checked against Keras."""
     from .export import export_model, read_metadata
 
-    path = export_model(source, format, out=out, quantize=quantize, runs_dir=runs_dir)
+    path = export_model(source, format, out=out, quantize=quantize, runs_dir=runs_dir or default_runs_dir())
     meta = read_metadata(path)
     size = meta.get("file", {}).get("bytes")
     check = meta.get("export_check") or {}
@@ -365,84 +323,93 @@ def export(
     if check:
         _say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
              f"same top class {check['argmax_agreement'] * 100:.1f}%")
-    _say(f"  metadata {path.name}.json; config.json beside it")
+    _say(f"  metadata (with the model's config) in {path.name}.json")
 
 
 @app.command()
 def serve(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model directory or file. (default: the shipped pretrained model)")] = None,
-    runtime: Annotated[str, typer.Option(help="Inference runtime: auto picks the fastest available.")] = "auto",
-    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).")] = 1,
-    log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level: critical, error, warning, info, debug.")] = "info",
+    model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="PATH", help=(
+        "Model directory or file. (default: the shipped pretrained model)"))] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto picks the fastest available.",
+                                         metavar="NAME")] = "auto",
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 exposes the server to the network.",
+                                      metavar="ADDRESS")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", metavar="N")] = 8000,
+    workers: Annotated[int, typer.Option(help="Worker processes (each loads the model once).", metavar="N")] = 1,
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help=(
+        "uvicorn log level: critical, error, warning, info, debug."))] = "info",
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
+    limit_concurrency: Annotated[int, typer.Option("--limit-concurrency", metavar="N", help=(
+        "Open connections per worker; more are answered 503 and closed at once "
+        "(a flood cannot use up file descriptors)."))] = serving.DEFAULT_LIMIT_CONCURRENCY,
+    timeout_keep_alive: Annotated[float, typer.Option("--timeout-keep-alive", metavar="SECONDS", help=(
+        "An idle kept-alive connection is closed after this long."))] = serving.DEFAULT_TIMEOUT_KEEP_ALIVE,
+    timeout_headers: Annotated[float, typer.Option("--timeout-headers", metavar="SECONDS", help=(
+        "A client must send a request's headers within this long "
+        "(else 408 and close: slow-loris)."))] = serving.DEFAULT_TIMEOUT_HEADERS,
+    timeout_body: Annotated[float, typer.Option("--timeout-body", metavar="SECONDS", help=(
+        "A client must send a request's body within this long after its headers "
+        "(else 408 and close)."))] = serving.DEFAULT_TIMEOUT_BODY,
+    allowed_host: Annotated[Optional[list[str]], typer.Option("--allowed-host", metavar="NAME", help=(
+        "Also answer requests whose Host header names NAME (repeatable; '*': any). Bound to loopback, "
+        "only localhost, 127.0.0.1 and ::1 are answered otherwise (DNS rebinding); bound to another "
+        "address, any name unless some are given."))] = None,
 ) -> None:
     """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
-    import errno
-    import socket
+    from .server import serve as run_server
 
-    from .errors import ConfigError
+    run_server(model, runtime, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
+               limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
+               timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (), say=_say)
 
-    try:
-        import uvicorn  # noqa: F401
+def _fill_metavars(command: Any) -> None:
+    """Typer >= 0.22 shows a parameter's Python type (`<bool>`, `<str>`) where no metavar is
+    set, so a flag looks as if it took a value. Flags get none; other values a plain word."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "param_type_name", "") == "argument":
+            # An argument's name column already shows its metavar; its type column is noise.
+            param.display_type_rich = lambda ctx: None
+        if param.metavar is None:
+            if getattr(param, "is_flag", False) or getattr(param, "count", False):
+                param.metavar = ""
+            else:
+                kind = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")
+                param.metavar = {"int": "N", "integer": "N", "float": "X"}.get(str(kind).lower(), "TEXT")
+    help_option = command.get_help_option  # made on first use, per command
 
-        from . import server
-    except ImportError as exc:
-        raise ConfigError(f"serving needs the 'serve' extra: pip install 'digitlab[serve]' ({exc})") from None
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"--port must be between 0 and 65535 (got {port})")
-    if workers < 1:
-        raise ConfigError(f"--workers must be >= 1 (got {workers})")
-    if log_level not in ("critical", "error", "warning", "info", "debug", "trace"):
-        raise ConfigError(f"--log-level must be one of critical, error, warning, info, debug (got {log_level!r})")
-    # Fail with one clear line, not a uvicorn traceback, when the port is taken.
-    try:
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-    except socket.gaierror as exc:
-        raise ConfigError(f"--host {host!r} is not a usable address ({exc.strerror})") from None
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"port {port} on {host} is already in use; stop the other server or pick another --port") from None
-        if exc.errno == errno.EACCES:
-            raise ConfigError(f"no permission to bind port {port} on {host}; use a port above 1023") from None
-        raise ConfigError(f"cannot bind {host}:{port} ({exc.strerror or exc})") from None
+    def get_help_option(ctx: Any) -> Any:
+        option = help_option(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
 
-    import uvicorn
-
-    options = dict(host=host, port=port, log_level=log_level, access_log=access_log, server_header=False)
-    if workers == 1:
-        # Load the model here, so a bad --model is a clean error line before anything listens.
-        from .predict import Predictor
-
-        predictor = Predictor.load(model, runtime=runtime)
-        info = predictor.info
-        _say(f"model {info.get('model_id')} ({info.get('preset')}), runtime {info.get('runtime')}; "
-             f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl-C stops")
-        uvicorn.run(server.create_app(lambda: predictor), **options)
-    else:
-        if model is not None and not Path(model).exists():
-            from .errors import ModelError
-
-            raise ModelError(f"--model {model}: no such file or directory")
-        os.environ[server.ENV_MODEL] = str(Path(model).resolve()) if model else ""
-        os.environ[server.ENV_RUNTIME] = runtime
-        _say(f"serving on http://{host}:{port}/ with {workers} workers (API docs at /docs); Ctrl-C stops")
-        uvicorn.run("digitlab.server:app_from_env", factory=True, workers=workers, **options)
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _fill_metavars(sub)
 
 
+def build_command() -> Any:
+    """The click command behind the app, with its help texts finished (see `_fill_metavars`)."""
+    command = typer.main.get_command(app)
+    _fill_metavars(command)
+    return command
+
+
+def _usage_error_line(exc: Any) -> str:
+    """A usage error (bad option value, unknown command) as one line, with where to look."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {message}{where}"
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning user errors into exit 2."""
+    """Console-script entry point: run the app; user errors are one line and exit 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        # Non-standalone mode lets our own errors through (click would print
-        # them as tracebacks); click then returns exit codes instead of exiting.
-        argv = sys.argv[1:] if argv is None else list(argv)
-        rc = app(args=argv, standalone_mode=False, obj={"argv": argv})
+        # Non-standalone mode lets our own errors through (click would print them as
+        # tracebacks); click then returns exit codes instead of exiting.
+        rc = build_command().main(args=argv, prog_name="digitlab", standalone_mode=False, obj={"argv": argv})
     except DigitlabError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USER_ERROR)
@@ -455,11 +422,11 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("aborted", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        # Usage errors (bad option values, unknown commands). Typer >= 0.22
-        # vendors click, older versions use the click package: duck-type both.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # Usage errors. Typer >= 0.22 vendors click, older versions use the click package:
+        # duck-type both (a UsageError has format_message and an int exit_code).
+        if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
+            typer.echo(_usage_error_line(exc), err=True)
+            sys.exit(EXIT_USER_ERROR)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)
 

@@ -1,29 +1,41 @@
 """The one configuration object shared by the CLI, the Python API and training.
 
-A `Config` is frozen and validated; it is saved as `config.json` beside every
-model, so a loaded model knows how its inputs were prepared and how it was
-trained. All defaults live in the table below (grouped, each with its reason);
-presets override some of them (see `models.PRESETS`), command-line options
-override both.
+A `Config` is frozen and validated (types and ranges, every field); it is
+saved as `config.json` beside every model, so a loaded model knows how its
+inputs were prepared and how it was trained. All defaults live in the table
+below (grouped, each with its reason); presets override some of them
+(`presets.PRESETS`), command-line options and `--set key=value` override both.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import os
+import typing
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from . import __version__
 from .errors import ConfigError
+from .layout import CONFIG_FILE, default_runs_dir
+from .presets import PRESETS
 
-CONFIG_FILE = "config.json"
 # Bumped when a field changes meaning; older files are still read (unknown
 # fields ignored, missing ones defaulted) so old runs keep loading.
 SCHEMA_VERSION = 1
 SCHEDULES = ("constant", "onecycle", "cosine")
+# Upper bounds that no sensible run reaches; they turn a typo (an extra zero
+# or twenty) into a clear error instead of an overflow deep inside TensorFlow.
+MAX_EPOCHS = 10_000
+MAX_BATCH = 65_536
+MAX_SEED = 2**32 - 1  # NumPy and TensorFlow seeds are 32-bit
+MAX_LIMIT = 10**9
+MAX_LEARNING_RATE = 10.0  # Adam diverges long before this
 
 
 @dataclass(frozen=True)
@@ -69,7 +81,8 @@ class Config:
     polarity: str = "white-on-black"  # MNIST ink is bright on a dark background
 
     # --- outputs -----------------------------------------------------------
-    out: str = "runs"  # every run gets its own directory below this one
+    # Every run gets its own directory below this one: $DIGITLAB_RUNS, else ./runs.
+    out: str = field(default_factory=default_runs_dir)
     name: str | None = None  # None = "<preset>-<timestamp>"
 
     # --- bookkeeping (filled in by digitlab, not by users) -------------------
@@ -80,46 +93,40 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ConfigError with a readable message if any value is invalid."""
-        from .models import PRESETS  # the registry itself imports no TensorFlow
+        """Raise ConfigError with a readable message if any value has the wrong type or range."""
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise ConfigError(msg)
 
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            need(_has_type(value, _field_types()[f.name]),
+                 f"{_label(f.name)} must be {_type_words(_field_types()[f.name])} (got {value!r})")
         need(self.preset in PRESETS, f"unknown preset {self.preset!r}; valid presets: {', '.join(PRESETS)}")
-        need(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1 (got {self.epochs!r})")
-        need(_is_int(self.batch_size) and self.batch_size >= 1, f"batch size must be an integer >= 1 (got {self.batch_size!r})")
-        need(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0 (got {self.seed!r})")
-        need(self.limit is None or (_is_int(self.limit) and self.limit >= 20),
+        need(1 <= self.epochs <= MAX_EPOCHS, f"epochs must be an integer between 1 and {MAX_EPOCHS:,} (got {self.epochs!r})")
+        need(1 <= self.batch_size <= MAX_BATCH,
+             f"batch size must be an integer between 1 and {MAX_BATCH:,} (got {self.batch_size!r})")
+        need(0 <= self.seed <= MAX_SEED, f"seed must be an integer between 0 and {MAX_SEED} (got {self.seed!r})")
+        need(self.limit is None or 20 <= self.limit <= MAX_LIMIT,
              f"limit must be an integer >= 20 so that both splits hold images (got {self.limit!r})")
-        need(isinstance(self.val_fraction, (int, float)) and 0.0 < self.val_fraction < 1.0,
-             f"validation fraction must be between 0 and 1 (got {self.val_fraction!r})")
-        need(isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0,
-             f"learning rate must be > 0 (got {self.learning_rate!r})")
+        need(0.0 < self.val_fraction < 1.0, f"validation fraction must be between 0 and 1 (got {self.val_fraction!r})")
+        need(0.0 < self.learning_rate <= MAX_LEARNING_RATE,
+             f"learning rate must be > 0 and <= {MAX_LEARNING_RATE:g} (got {self.learning_rate!r})")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
-
-        def frac(name: str, lo: float, hi: float) -> None:
+        for name, lo, hi in (("warmup", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("label_smoothing", 0.0, 1.0),
+                             ("shift", 0.0, 14.0), ("rotation", 0.0, 180.0), ("zoom", 0.0, 1.0)):
             v = getattr(self, name)
-            need(isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v < hi,
-                 f"{name.replace('_', ' ')} must be a number in [{lo:g}, {hi:g}) (got {v!r})")
-
-        frac("warmup", 0.0, 1.0)
-        frac("weight_decay", 0.0, 1.0)
-        frac("label_smoothing", 0.0, 1.0)
-        frac("shift", 0.0, 14.0)
-        frac("rotation", 0.0, 180.0)
-        frac("zoom", 0.0, 1.0)
-        need(_is_int(self.members) and 1 <= self.members <= 50,
-             f"members must be an integer between 1 and 50 (got {self.members!r})")
-        need(not (self.data_dir and self.download),
-             "give either a data directory or --download, not both")
+            need(lo <= v < hi, f"{_label(name)} must be a number in [{lo:g}, {hi:g}) (got {v!r})")
+        need(1 <= self.members <= 50, f"members must be an integer between 1 and 50 (got {self.members!r})")
+        need(not (self.data_dir and self.download), "give either a data directory or --download, not both")
         need(self.image_size == 28, f"image_size must be 28 for MNIST models (got {self.image_size!r})")
+        # The model was trained on pixels * scale; a scale of 0 or 1000 would feed it garbage.
+        need(0.0 < self.scale <= 1.0, f"scale must be a number in (0, 1] (got {self.scale!r})")
         need(self.polarity in ("white-on-black",), f"unsupported polarity {self.polarity!r}")
 
-    def replace(self, **changes: Any) -> "Config":
-        """A copy with `changes` applied (None values are ignored: 'not given')."""
-        changes = {k: v for k, v in changes.items() if v is not None}
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `changes` applied (validated). None is a value: `replace(limit=None)` clears it."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(sorted(unknown))}")
@@ -138,7 +145,7 @@ class Config:
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Config":
+    def from_dict(cls, data: Mapping[str, Any]) -> Config:
         """Build from a dict, ignoring unknown keys (files from newer versions)."""
         if not isinstance(data, Mapping):
             raise ConfigError("config must be a JSON object")
@@ -146,35 +153,106 @@ class Config:
         return cls(**{k: v for k, v in data.items() if k in names})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Config":
-        """Read a config.json (or the one inside a model directory)."""
+    def load(cls, path: str | os.PathLike) -> Config:
+        """Read a config.json (or the one inside a model directory), fully validated."""
         path = Path(path)
         if path.is_dir():
             path = path / CONFIG_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            # parse_constant: JSON has no NaN/Infinity; Python's reader accepts them unless told not to.
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise ConfigError(f"{path}: not a readable JSON config ({exc})") from None
         try:
             return cls.from_dict(data)
-        except (ConfigError, TypeError) as exc:
+        except ConfigError as exc:
             raise ConfigError(f"{path}: {exc}") from None
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _label(name: str) -> str:
+    return {"val_fraction": "validation fraction"}.get(name, name.replace("_", " "))
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    """Resolved annotations of Config (computed on first use, not at import time)."""
+    return typing.get_type_hints(Config)
+
+
+def _has_type(value: Any, tp: Any) -> bool:
+    """isinstance for the field types used here, strict about bool vs int and finite floats."""
+    args = typing.get_args(tp)
+    if args:  # X | None
+        return any(_has_type(value, a) for a in args)
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, tp)
+
+
+def _type_words(tp: Any) -> str:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+    words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[base]
+    return words + (" or none" if args else "")
+
+
+def _coerce(name: str, text: str) -> Any:
+    """A `--set` value (a string) as the type of field `name`."""
+    tp = _field_types()[name]
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    base = args[0] if args else tp
+    low = text.strip().lower()
+    if args and low in ("none", "null", ""):
+        return None
+    if base is bool:
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+    elif base is int:
+        try:
+            return int(low.replace("_", ""))
+        except ValueError:
+            pass
+    elif base is float:
+        try:
+            return float(low)  # inf/nan parse here and are refused by validate()
+        except ValueError:
+            pass
+    else:
+        return text
+    raise ConfigError(f"--set {name}={text}: {_label(name)} must be {_type_words(tp)}")
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`["epochs=3", "limit=none"]` -> `{"epochs": 3, "limit": None}`, typed by the Config fields."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=3")
+        if key not in names:
+            raise ConfigError(f"--set {item!r}: unknown config field {key!r}; fields: {', '.join(sorted(names))}")
+        out[key] = _coerce(key, value)
+    return out
 
 
 def make_config(preset: str = "seed", **overrides: Any) -> Config:
-    """Config for `preset`: defaults, then the preset's own, then `overrides`.
-
-    Overrides that are None mean "not given" and leave the default in place,
-    which is how the CLI passes options the user did not type.
-    """
-    from .models import PRESETS
-
+    """Config for `preset`: defaults, then the preset's own, then `overrides` (validated)."""
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     return Config(preset=preset).replace(**dict(PRESETS[preset].defaults)).replace(**overrides)

@@ -9,7 +9,6 @@ the packaged copy is missing from the installation.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -18,9 +17,10 @@ import urllib.error
 import urllib.request
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
@@ -76,7 +76,12 @@ _MAGIC = {"images": 2051, "labels": 2049}
 _NDIM = {"images": 3, "labels": 1}
 _IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32",
               0x0D: "float32", 0x0E: "float64"}
+_IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
 _GZIP_MAGIC = b"\x1f\x8b"
+# Far above any digit data set (MNIST's largest file is 47 MB uncompressed, EMNIST's ~190 MB),
+# far below what would hurt a machine: decompression and array headers are checked against it
+# before anything is decompressed or allocated.
+MAX_DATA_BYTES = 1 << 30
 # The largest file is ~10 MB compressed; anything far bigger is not MNIST, and
 # capping the read keeps a misbehaving mirror from filling memory.
 _MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
@@ -90,7 +95,8 @@ class MnistData:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    source: str  # human-readable, e.g. "packaged copy (.../digitlab/mnist), sha256 verified"
+    source: str  # human-readable and shareable (no local paths), e.g. "packaged MNIST copy ..., sha256 verified"
+    location: str | None = None  # where the files are on this machine (for `digitlab data`)
 
     def as_keras(self) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
         """`((x_train, y_train), (x_test, y_test))`, like `keras.datasets.mnist.load_data()`."""
@@ -141,18 +147,70 @@ def parse_idx(data: bytes, name: str, *, kind: Kind) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(dims).copy()
 
 
+def _idx_size(header: bytes) -> int | None:
+    """Total bytes (header + data) an IDX header declares; None if it is not an IDX header yet."""
+    if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] not in _IDX_ITEMSIZE:
+        return None
+    ndim = header[3]
+    if len(header) < 4 + 4 * ndim:
+        return None
+    dims = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
+    return 4 + 4 * ndim + int(np.prod(dims, dtype=object)) * _IDX_ITEMSIZE[header[2]]
+
+
 def _decompress(raw: bytes, name: str) -> bytes:
-    """Gunzip `raw` if it is gzip data (by magic bytes, whatever the file name)."""
+    """Gunzip `raw` if it is gzip data (by magic bytes, whatever the file name).
+
+    The IDX header is decompressed first and the size it declares is checked
+    against MAX_DATA_BYTES before the rest is, and never more than that size
+    (plus one byte, to notice trailing data) is produced: a gzip bomb costs
+    nothing, and memory is bounded by what a real file of that shape needs.
+    """
     if raw[:2] != _GZIP_MAGIC:
         return raw
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    pending = raw
+    out = bytearray()
+
+    def take(n: int) -> None:
+        nonlocal pending
+        while len(out) < n and (pending or not inflater.eof):
+            chunk = inflater.decompress(pending, n - len(out))
+            pending = inflater.unconsumed_tail
+            out.extend(chunk)
+            if not chunk and not pending:
+                break
+
     try:
-        return gzip.decompress(raw)
-    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as exc:
+        take(4)
+        if len(out) >= 4 and out[:2] == b"\x00\x00" and out[3] <= 4:
+            take(4 + 4 * out[3])
+        declared = _idx_size(bytes(out))
+        if declared is not None and declared > MAX_DATA_BYTES:
+            raise DataError(f"{name}: its header declares {declared:,} bytes of data, more than the "
+                            f"{MAX_DATA_BYTES:,}-byte limit for a digit data set (not decompressed)")
+        take((declared if declared is not None else MAX_DATA_BYTES) + 1)
+        if declared is not None and len(out) > declared:
+            # More data than the header declares: read on (discarding it, bounded) to tell a corrupt
+            # stream (CRC error) from a well-formed file with trailing bytes; the parser reports the latter.
+            seen = len(out)
+            while not inflater.eof and pending and seen <= MAX_DATA_BYTES:
+                seen += len(inflater.decompress(pending, 1 << 20))
+                pending = inflater.unconsumed_tail
+    except zlib.error as exc:
         raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+    if declared is None and len(out) > MAX_DATA_BYTES:
+        raise DataError(f"{name}: more than {MAX_DATA_BYTES:,} bytes after decompression; not a digit data set")
+    if not inflater.eof and (declared is None or len(out) <= declared):
+        raise DataError(f"{name}: corrupt or truncated gzip data (the stream ends early)")
+    return bytes(out)
 
 
 def _read_bytes(src: Path | Traversable, name: str) -> bytes:
     try:
+        size = src.stat().st_size if isinstance(src, Path) else None
+        if size is not None and size > MAX_DATA_BYTES:
+            raise DataError(f"{name}: {size:,} bytes, more than the {MAX_DATA_BYTES:,}-byte limit for a digit data set")
         return src.read_bytes()
     except OSError as exc:
         raise DataError(f"{name}: cannot read file ({exc.strerror or exc})") from None
@@ -248,6 +306,23 @@ def _coerce_uint8(arr: np.ndarray, label: str) -> np.ndarray:
     return arr.astype(np.uint8)
 
 
+def _check_npy_header(path: Path, key: str, label: str) -> None:
+    """Read the shape and dtype an npz member declares, before numpy allocates an array for it."""
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(fh)
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{label}: cannot read array header ({exc})") from None
+    if dtype.hasobject:
+        raise DataError(f"{label}: holds Python objects, not numbers")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > MAX_DATA_BYTES:
+        raise DataError(f"{label}: declares shape {tuple(shape)} ({nbytes:,} bytes), more than the "
+                        f"{MAX_DATA_BYTES:,}-byte limit for a digit data set")
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Load and verify a Keras-style mnist.npz (x_train, y_train, x_test, y_test)."""
     specs = {f.npz_key: f for f in FILES}
@@ -265,6 +340,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
                             f"(found: {', '.join(npz.files) or 'none'}); expected x_train, y_train, x_test, y_test")
         for key, spec in specs.items():
             label = f"{path}: {key}"
+            _check_npy_header(path, key, label)
             try:
                 arr = npz[key]
             except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
@@ -465,7 +541,7 @@ def load_mnist_data(data_dir: str | os.PathLike | None = None, *, download: bool
             raise DataError("give either a data directory or download=True, not both "
                             "(cache_dir chooses where downloads go)")
         arrays, source = _load_data_dir(Path(data_dir).expanduser())
-        return MnistData(**arrays, source=source)
+        return MnistData(**arrays, source=source, location=str(Path(data_dir).expanduser()))
     if not download:
         packaged = packaged_dir()
         found, missing = _find_all(packaged) if packaged.is_dir() else ({}, [f.name for f in FILES])
@@ -475,11 +551,13 @@ def load_mnist_data(data_dir: str | os.PathLike | None = None, *, download: bool
             except DataError as exc:
                 raise DataError(f"the packaged MNIST copy is damaged: {exc} "
                                 f"(reinstall digitlab, or use download=True / a data directory)") from None
-            return MnistData(**arrays, source=f"packaged copy ({packaged}), sha256 verified")
+            return MnistData(**arrays, source="packaged MNIST copy (digitlab/mnist), sha256 verified",
+                             location=str(packaged))
     directory = download_mnist(cache_dir, mirrors=mirrors, timeout=timeout)
     found, _ = _find_all(directory)
     arrays = _load_idx_files(found)
-    return MnistData(**arrays, source=f"download cache ({directory}), sha256 verified")
+    return MnistData(**arrays, source="MNIST download cache (see `digitlab data`), sha256 verified",
+                     location=str(directory))
 
 
 def load_mnist(data_dir: str | os.PathLike | None = None, *, download: bool = False,

@@ -19,3 +19,11 @@ class ModelError(DigitlabError):
 
 class ImageError(DigitlabError):
     """An input image is unreadable, truncated, too large or not an image at all."""
+
+
+class TrainingError(DigitlabError):
+    """Training cannot go on: the loss diverged (NaN/inf), or the settings cannot fit the data."""
+
+
+class StorageError(DigitlabError):
+    """A file could not be written (disk full, read-only, permission); the previous file is kept."""

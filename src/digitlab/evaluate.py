@@ -27,13 +27,13 @@ class Evaluation:
     y_pred: np.ndarray
 
 
-def predict_proba(model: "keras.Model", images: np.ndarray, *, scale: float = 1.0 / 255.0) -> np.ndarray:
+def predict_proba(model: keras.Model, images: np.ndarray, *, scale: float = 1.0 / 255.0) -> np.ndarray:
     """Class probabilities for uint8 MNIST-format images (batch use, not serving)."""
     x = to_model_input(images, scale=scale)
     return np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), dtype=np.float32)
 
 
-def evaluate_model(model: "keras.Model", x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0) -> Evaluation:
+def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0) -> Evaluation:
     """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores, confusion matrix."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 

@@ -17,11 +17,14 @@ directory, which then receives the default file name. Every artifact gets:
 
 - a metadata sidecar `<artifact>.json` (preset, labels, preprocessing contract,
   test accuracy from metrics.json when present, source model sha256, digitlab
-  version, format, quantization, the artifact's own size and sha256);
+  version, format, quantization, the artifact's own size and sha256, and the
+  full config the model was trained with: each export carries its own, so
+  two exports in one folder never mix up their configs);
 - for ONNX, the same metadata inside the model as `metadata_props` (JSON
-  values under `digitlab.*` keys);
-- `config.json` beside it (copied when the output is outside the source
-  directory), so a runner can be opened from the artifact's directory.
+  values under `digitlab.*` keys).
+
+The destination is checked (its folder exists and is writable) before any
+conversion work starts; no folders are created for it.
 
 Every model is traced once as `tf.function(image: float32[None, 28, 28, 1])`
 calling the model with `training=False`, which is the explicit input signature
@@ -51,28 +54,25 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from . import __version__, backend
+from .artifacts import META_PREFIX, read_metadata, read_onnx_metadata  # noqa: F401 - part of this API
 from .errors import ConfigError, ModelError
-from .runs import sha256_file
+from .layout import METRICS_FILE, MODEL_FILE, ONNX_FILE, SAVEDMODEL_DIR, TFLITE_FILE, metadata_path
+from .runs import check_output_path, read_json, sha256_file
 
 FORMATS = ("onnx", "litert", "savedmodel", "keras")
 QUANTIZATIONS = ("none", "float16", "int8")
-ONNX_FILE = "model.onnx"
-TFLITE_FILE = "model.tflite"
-SAVEDMODEL_DIR = "savedmodel"
-METADATA_SUFFIX = ".json"  # model.onnx -> model.onnx.json
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
 ONNX_OPSET = 17  # ONNX Runtime >= 1.17 runs it; tf2onnx 1.17 writes it
-META_PREFIX = "digitlab."  # ONNX metadata_props keys
 PARITY_TOLERANCE = 1e-4  # max |p_exported - p_keras| for float32 exports
 REPRESENTATIVE_IMAGES = 200  # MNIST training images used to calibrate int8
 
@@ -84,48 +84,8 @@ _INFERENCE_NOOP_PREFIXES = ("Random", "Gaussian", "Dropout", "SpatialDropout", "
 # --------------------------------------------------------------------------- helpers
 
 
-def metadata_path(artifact: str | os.PathLike) -> Path:
-    """The sidecar JSON of an exported artifact (`model.onnx` -> `model.onnx.json`)."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + METADATA_SUFFIX)
-
-
-def read_metadata(artifact: str | os.PathLike) -> dict[str, Any]:
-    """Metadata of an exported artifact: the sidecar JSON, else (ONNX) the embedded props."""
-    artifact = Path(artifact)
-    side = metadata_path(artifact)
-    if side.is_file():
-        try:
-            return json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{side}: unreadable metadata ({exc})") from None
-    if artifact.suffix == ".onnx" and artifact.is_file():
-        return read_onnx_metadata(artifact)
-    raise ModelError(f"no metadata found for {artifact} (expected {side})")
-
-
-def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The `digitlab.*` metadata_props of an ONNX file, JSON-decoded (no onnx package needed)."""
-    import onnxruntime as ort
-
-    try:
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-        raise ModelError(f"{path}: not a loadable ONNX model ({str(exc)[:200]})") from None
-    props = sess.get_modelmeta().custom_metadata_map
-    out: dict[str, Any] = {}
-    for key, value in props.items():
-        if key.startswith(META_PREFIX):
-            try:
-                out[key[len(META_PREFIX):]] = json.loads(value)
-            except json.JSONDecodeError:
-                out[key[len(META_PREFIX):]] = value
-    return out
-
-
 def resolve_source(source: str | os.PathLike | None, runs_dir: str | os.PathLike = "runs") -> Path:
     """The .keras file to export: from a run name/dir, a model dir, a .keras file or None (latest run)."""
-    from .models import MODEL_FILE
     from .runs import resolve_run
 
     if source is not None:
@@ -146,14 +106,12 @@ def resolve_source(source: str | os.PathLike | None, runs_dir: str | os.PathLike
 
 
 def default_name(fmt: str, quantize: str) -> str:
-    q = "" if quantize == "none" else f".{quantize}"
-    if fmt == "onnx":
-        return f"model{q}.onnx"
-    if fmt == "litert":
-        return f"model{q}.tflite"
-    if fmt == "savedmodel":
-        return SAVEDMODEL_DIR
-    return "model.keras"
+    """model.onnx, model.int8.onnx, model.tflite, savedmodel, model.keras ..."""
+    base = {"onnx": ONNX_FILE, "litert": TFLITE_FILE, "savedmodel": SAVEDMODEL_DIR, "keras": MODEL_FILE}[fmt]
+    if quantize == "none" or "." not in base:
+        return base
+    stem, suffix = base.rsplit(".", 1)
+    return f"{stem}.{quantize}.{suffix}"
 
 
 def _output_path(model_file: Path, fmt: str, quantize: str, out: str | os.PathLike | None) -> Path:
@@ -212,7 +170,7 @@ def _serving_function(model: Any, size: int) -> Any:
     spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
-    def serve(image):  # noqa: ANN001 - the argument name becomes the graph input name
+    def serve(image):
         return {OUTPUT_NAME: model(image, training=False)}
 
     return serve, spec
@@ -223,38 +181,22 @@ def _serving_function(model: Any, size: int) -> Any:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Hide converter chatter (C++ stderr lines, absl/root warnings) unless --verbose.
-
-    What was printed is replayed if the conversion fails, so no clue is lost.
-    """
-    from . import backend
-
+    """Hide converter chatter: C++ stderr lines (replayed if the conversion fails) and
+    absl/root logging and Python warnings, unless --verbose."""
     if backend.verbose():
         yield
         return
-    root = logging.getLogger()
-    absl = logging.getLogger("absl")
+    root, absl = logging.getLogger(), logging.getLogger("absl")
     levels = root.level, absl.level
     root.setLevel(logging.ERROR)
     absl.setLevel(logging.ERROR)
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                yield
-        except BaseException:
-            os.dup2(saved, 2)
-            captured.seek(0)
-            sys.stderr.write(captured.read().decode("utf-8", "replace")[-4000:])
-            raise
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            root.setLevel(levels[0])
-            absl.setLevel(levels[1])
+    try:
+        with backend.quiet_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(levels[0])
+        absl.setLevel(levels[1])
 
 
 def _to_onnx_bytes(model: Any, size: int) -> bytes:
@@ -314,7 +256,7 @@ def _onnx_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
         def __init__(self) -> None:
             self._it = iter(np.split(calibration, max(1, len(calibration) // 20)))
 
-        def get_next(self):  # noqa: ANN201
+        def get_next(self):
             batch = next(self._it, None)
             return None if batch is None else {INPUT_NAME: batch}
 
@@ -356,7 +298,7 @@ def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarr
         # Input and output stay float32 (quantize/dequantize at the edges),
         # so every runner keeps the same float interface.
 
-        def representative():  # noqa: ANN202
+        def representative():
             for i in range(len(calibration)):
                 yield [calibration[i:i + 1]]
 
@@ -369,7 +311,6 @@ def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarr
 
 def _write_dir_atomically(dest: Path, writer: Any) -> None:
     """Build a directory next to `dest`, then swap it in (the old one is removed only after)."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
     try:
@@ -398,13 +339,10 @@ def calibration_images(config: Any, n: int = REPRESENTATIVE_IMAGES, seed: int = 
 
 
 def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_params: int) -> dict[str, Any]:
-    metrics = {}
-    metrics_file = model_file.parent / "metrics.json"
-    if metrics_file.is_file():
-        try:
-            metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            metrics = {}
+    try:
+        metrics = read_json(model_file.parent / METRICS_FILE, missing={})
+    except ModelError:
+        metrics = {}  # a damaged metrics.json only costs the accuracy field of the metadata
     size = config.image_size
     return {
         "format": fmt,
@@ -491,7 +429,6 @@ def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str |
                  quantize: str = "none", *, runs_dir: str | os.PathLike = "runs",
                  check: bool = True) -> Path:
     """Export the model at `source` as `fmt`; return the artifact's path (see module doc)."""
-    from .config import CONFIG_FILE
     from .models import load_model
     from .runs import atomic_path, atomic_write_bytes, atomic_write_json
 
@@ -506,6 +443,7 @@ def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str |
     dest = _output_path(model_file, fmt, quantize, out)
     if dest.resolve() == model_file.resolve():
         raise ConfigError(f"--out {dest} is the source model itself; choose another path")
+    check_output_path(dest)  # before the conversion work, not after it
     model, config = load_model(model_file)
     _check_io(model, config)
     model = inference_model(model)
@@ -539,14 +477,15 @@ def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str |
             clean.set_weights(model.get_weights())
             clean.save(tmp)
 
-    # Runners read config.json beside the file; the check below uses one.
-    if dest.parent.resolve() != model_file.parent.resolve() or not (dest.parent / CONFIG_FILE).is_file():
-        config.save(dest.parent / CONFIG_FILE)
+    # The artifact's config lives in its own metadata (not in a config.json beside it, which a
+    # second export into the same folder would overwrite); the runners of the check read it.
+    atomic_write_json(metadata_path(dest), meta)
     if check:
         result = parity_check(dest, model, fmt, config)
         meta["export_check"] = result
         if quantize == "none" and result["max_abs_diff"] > PARITY_TOLERANCE:
             _remove(dest)
+            metadata_path(dest).unlink(missing_ok=True)
             raise ModelError(f"exported {fmt} model disagrees with Keras (max |dp| = {result['max_abs_diff']:.2e} "
                              f"> {PARITY_TOLERANCE:g}); nothing was written")
 

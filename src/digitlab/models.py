@@ -1,37 +1,26 @@
-"""Model presets: a registry of named architectures with their own defaults.
+"""Model architectures, optimizers and schedules, and loading saved models.
 
-Adding a model means adding one `Preset` entry, never a branch elsewhere. The
-registry is plain data (names, descriptions, default overrides) so the CLI can
-list presets without importing TensorFlow; `build_model` imports Keras.
+The preset table itself is plain data in `presets.py` (so the CLI and Config
+can use it without TensorFlow); each preset names one of the builders in
+`ARCHITECTURES` here. `build_model` imports Keras only when called.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from types import MappingProxyType
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from . import backend
 from .errors import ModelError
+from .layout import MODEL_FILE
+from .presets import PRESETS, describe_presets  # noqa: F401 - re-exported: the registry users know
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
     from .config import Config
 
-MODEL_FILE = "model.keras"  # final weights, as the tutorial ends training
-BEST_FILE = "best.keras"  # best validation accuracy seen during training
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named model: how to build it and which Config defaults it changes."""
-
-    name: str
-    description: str
-    build: Callable[["Config"], "keras.Model"]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _seed_cnn(config: "Config") -> "keras.Model":
@@ -110,42 +99,9 @@ def _strong_cnn(config: "Config") -> "keras.Model":
     return keras.Model(inputs, outputs, name="strong")
 
 
-# The strong recipe, shared by `strong` and `ensemble` (whose members are strong models).
-_STRONG_RECIPE: Mapping[str, Any] = {
-    "epochs": 10, "batch_size": 128, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
-    "label_smoothing": 0.1, "shift": 2.0, "rotation": 10.0, "zoom": 0.1,
-}
-
-PRESETS: Mapping[str, Preset] = MappingProxyType(
-    {
-        "seed": Preset(
-            name="seed",
-            description="the tutorial's CNN: Conv32-Pool-Conv64-Pool-Dense64-Dense10, Adam, 10 epochs, batch 128",
-            build=_seed_cnn,
-            defaults={},  # Config's defaults are the tutorial's settings
-        ),
-        "fast": Preset(
-            name="fast",
-            description="small BN CNN (Conv32 5x5/2-Conv64-Conv64-Dense10), ±1.5 px shifts, OneCycle, batch 256, 5 epochs",
-            build=_fast_cnn,
-            # batch 256: fewer steps (less per-step overhead on 2 cores) while 5 epochs still give
-            # ~940 steps; peak LR 5e-3 with BN; shifts only (rotation/zoom cost accuracy at 5 epochs).
-            defaults={"epochs": 5, "batch_size": 256, "learning_rate": 5e-3, "schedule": "onecycle", "warmup": 0.2,
-                      "shift": 1.5},
-        ),
-        "strong": Preset(
-            name="strong",
-            description="BN CNN 32-32-64-64-Dense128, shifts/rotations/zoom, OneCycle, label smoothing 0.1, 10 epochs",
-            build=_strong_cnn,
-            defaults=dict(_STRONG_RECIPE),
-        ),
-        "ensemble": Preset(
-            name="ensemble",
-            description="N strong models (--members, default 5) with seeds seed..seed+N-1, averaged (soft vote) in one model",
-            build=_strong_cnn,
-            defaults={**_STRONG_RECIPE, "members": 5},
-        ),
-    }
+# Builders by architecture name; the preset table (presets.py) says which one each preset uses.
+ARCHITECTURES: Mapping[str, Callable[["Config"], "keras.Model"]] = MappingProxyType(
+    {"seed": _seed_cnn, "fast": _fast_cnn, "strong": _strong_cnn}
 )
 
 
@@ -210,7 +166,7 @@ def build_model(config: "Config", steps_per_epoch: int | None = None) -> "keras.
     """
     keras = backend.keras()
 
-    model = PRESETS[config.preset].build(config)
+    model = ARCHITECTURES[PRESETS[config.preset].architecture](config)
     lr = learning_rate(config, steps_per_epoch)
     if config.weight_decay > 0:
         optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
@@ -242,44 +198,48 @@ def average_model(members: "list[keras.Model]", *, image_size: int = 28, name: s
     return model
 
 
-def describe_presets() -> str:
-    """One line per preset, for --help texts and `digitlab presets`."""
-    return "\n".join(f"{p.name}: {p.description}" for p in PRESETS.values())
-
-
 def count_params(model: "keras.Model") -> dict[str, int]:
-    """Total and trainable parameter counts."""
+    """The model's own parameters (optimizer state is not part of the model): total, trainable, non-trainable."""
     trainable = int(sum(int(w.numpy().size) for w in model.trainable_weights))
-    return {"total": int(model.count_params()), "trainable": trainable}
+    total = int(model.count_params())
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
 
 
 def summary_text(model: "keras.Model") -> str:
-    """Keras' model summary as plain text (with parameter counts)."""
-    lines: list[str] = []
-    # Keras' default width fits all columns; a narrower line_length truncates "Param #".
-    model.summary(print_fn=lambda line, *a, **k: lines.append(line))
-    text = "\n".join(lines)
-    # Rich renders box-drawing tables with ANSI styling when it thinks it is on a terminal.
+    """Keras' model summary as plain text, with the same parameter counts as `count_params`.
+
+    Keras adds the optimizer's slots to "Total params" of a compiled model
+    (3x the weights for Adam), which reads like a different model size; the
+    summary is taken from an uncompiled twin built from the same config.
+    """
     import re
 
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+    twin = type(model).from_config(model.get_config())
+    lines: list[str] = []
+    # Keras' default width fits all columns; a narrower line_length truncates "Param #".
+    twin.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    # Rich renders box-drawing tables with ANSI styling when it thinks it is on a terminal.
+    return re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(lines))
 
 
 def load_model(path: str | Path) -> tuple["keras.Model", "Config"]:
     """Load a trained model and its config from a run directory or a .keras file.
 
-    The config.json beside the model says how inputs must be prepared.
+    The config (config.json beside the model, or an exported file's own
+    metadata) says how inputs must be prepared. The model comes back compiled
+    for evaluation (sparse CE + accuracy), whether or not the file held an
+    optimizer: an inference-only export evaluates like a run's model.
     """
-    from .config import Config
+    from .artifacts import load_config
 
     path = Path(path)
     model_file = path / MODEL_FILE if path.is_dir() else path
     if not model_file.is_file():
         raise ModelError(f"no model found at {model_file}")
-    config = Config.load(model_file.parent)
+    config = load_config(model_file)
     keras = backend.keras()
     try:
-        model = keras.models.load_model(model_file, compile=True)
+        model = keras.models.load_model(model_file, compile=False)
     except Exception as exc:  # Keras raises many types for a bad zip/h5/json
         raise ModelError(f"{model_file}: not a loadable Keras model ({type(exc).__name__}: {str(exc)[:200]})") from None
-    return model, config
+    return compile_for_inference(model), config

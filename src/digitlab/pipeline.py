@@ -1,31 +1,31 @@
 """The main job as a Python API: explore -> train -> evaluate -> figures -> report.
 
-Everything a run produces goes into one run directory:
-
-    runs/<name>/
-      config.json      the resolved Config (what a loaded model needs to know)
-      model.keras      final model;  best.keras: best validation accuracy
-      history.json/.csv, metrics.json, summary.txt
-      figures/*.png, report.html
+Everything a run produces goes into one run directory (see `layout` for the
+file names). The directory is created only once the data is loaded and the
+settings fit it, and removed again if the run ends without a model (an error,
+or Ctrl-C before the first epoch), so no orphan directory is ever left. A
+finished model is never lost: Ctrl-C during evaluation, figures or the report
+keeps it, marks it in metrics.json and makes it the latest run.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import __version__
 from .config import Config
-from .runs import atomic_write_json, atomic_write_text, new_run_dir, resolve_run, set_latest
+from .errors import ModelError
+from .layout import FIGURES_DIR, HISTORY_JSON, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, TIMINGS_FILE
+from .runs import atomic_write_json, atomic_write_text, new_run_dir, read_json, resolve_run, set_latest
 
-METRICS_FILE = "metrics.json"
-SUMMARY_FILE = "summary.txt"
-FIGURES_DIR = "figures"
-TIMINGS_FILE = "timings.json"
+Log = Callable[[str], None]
 
 
 @dataclass
@@ -37,6 +37,7 @@ class RunResult:
     timings: dict[str, float]
     report: Path | None = None
     interrupted: bool = False
+    stopped_in: str | None = None  # "training" or "evaluation" when interrupted
     figures: dict[str, Path] = field(default_factory=dict)
 
 
@@ -46,7 +47,7 @@ class _Timer:
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, name: str) -> "_Timer":
+    def __call__(self, name: str) -> _Timer:
         self._name = name
         return self
 
@@ -57,8 +58,12 @@ class _Timer:
         self.timings[self._name] = self.timings.get(self._name, 0.0) + time.perf_counter() - self._t0
 
 
+def _quiet(msg: str) -> None:
+    """The default `log`: the Python API prints nothing unless asked."""
+
+
 def environment() -> dict[str, Any]:
-    """Versions and machine facts, so numbers in a report can be compared."""
+    """Versions and machine facts, so numbers in a report can be compared (no local paths)."""
     from . import backend
 
     tf = backend.tensorflow()
@@ -78,13 +83,14 @@ def environment() -> dict[str, Any]:
 
 def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, history: dict | None,
                         timer: _Timer, *, command: str, base_metrics: dict[str, Any],
-                        figures: dict[str, Path], figures_and_report: bool = True) -> RunResult:
+                        figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
     """Evaluate `model` on the test set and write the summary and metrics, then
     (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
     from . import plots, report
     from .evaluate import evaluate_model
     from .models import count_params, summary_text
 
+    log("evaluating on the test set")
     with timer("evaluate"):
         ev = evaluate_model(model, data.x_test, data.y_test, scale=config.scale)
     metrics = {**base_metrics, **ev.metrics, "params": count_params(model)}
@@ -93,11 +99,13 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     if not figures_and_report:
         return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings)
+    log("drawing the evaluation figures")
     with timer("evaluation_figures"):
         figures.update(plots.evaluation_figures(
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
             run_dir / FIGURES_DIR, seed=config.seed,
         ))
+    log("writing the report")
     with timer("report"):
         report_path = report.write_report(
             run_dir, config=config.to_dict(), metrics=metrics, history=history, model_summary=summary,
@@ -108,39 +116,79 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
     return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings, report=report_path, figures=figures)
 
 
-def run(config: Config, *, command: str = "digitlab (Python API)", explore: bool = True,
-        full_report: bool = True, progress: bool | None = None) -> RunResult:
-    """Run the whole job for `config` and return where everything went.
+def _as_config(config: Config | str, overrides: dict[str, Any]) -> Config:
+    from .config import make_config
 
-    `explore=False` skips the data-exploration figures; `full_report=False`
-    (what `digitlab train` does) stops after the model, history and test
-    metrics, without figures or report.
+    if isinstance(config, Config):
+        return config.replace(**overrides) if overrides else config
+    return make_config(config, **overrides)
+
+
+def train(config: Config | str = "fast", *, log: Log | None = None, progress: bool | None = False,
+          callbacks: list[Any] | tuple[Any, ...] = (), **overrides: Any) -> RunResult:
+    """Train and test a model, without figures or report (what `digitlab train` does).
+
+    `train("fast", epochs=3, limit=5000)` or `train(config)`; keyword
+    overrides are Config fields. Returns where the run went and its metrics.
+    """
+    return run(_as_config(config, overrides), full_report=False, log=log, progress=progress, callbacks=callbacks)
+
+
+def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)", explore: bool = True,
+        full_report: bool = True, progress: bool | None = None, log: Log | None = None,
+        callbacks: list[Any] | tuple[Any, ...] = (), **overrides: Any) -> RunResult:
+    """Run the whole job (`digitlab run`) and return where everything went.
+
+    `config` is a Config or a preset name; keyword overrides are Config
+    fields (`run("seed", epochs=3)`). `explore=False` skips the
+    data-exploration figures; `full_report=False` stops after the model,
+    history and test metrics, without figures or report. `progress` draws
+    Keras' progress bar (default: when stdout is a terminal); `log` receives
+    one line per phase and, without a progress bar, per epoch. `callbacks`
+    go to Keras' fit.
     """
     from . import plots
     from .data import load_mnist_data
-    from .train import make_splits, train
+    from .runs import check_writable_dir
+    from .training import make_splits
+    from .training import train as train_model
 
+    config = _as_config(config, overrides)
+    say = log or _quiet
     timer = _Timer()
     t_start = time.perf_counter()
-    run_dir = new_run_dir(config.out, config.name, config.preset)
-    config.save(run_dir)
+    check_writable_dir(config.out)  # a bad --out fails now, not after loading the data
+    say("loading MNIST")
     with timer("load_data"):
         data = load_mnist_data(config.data_dir, download=config.download)
         splits = make_splits(config, data)
+    say(f"data: {len(splits.x_train):,} training, {len(splits.x_val):,} validation, "
+        f"{len(splits.x_test):,} test images ({data.source})")
+    run_dir = new_run_dir(config.out, config.name, config.preset)
     figures: dict[str, Path] = {}
-    if explore and full_report:
-        with timer("explore_figures"):
-            figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
-                                                 run_dir / FIGURES_DIR, seed=config.seed))
-    with timer("train"):
-        result = train(config, splits, run_dir, progress=progress)
+    try:
+        config.save(run_dir)
+        if explore and full_report:
+            say("drawing the data-exploration figures")
+            with timer("explore_figures"):
+                figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
+                                                     run_dir / FIGURES_DIR, seed=config.seed))
+        say(f"training preset {config.preset}: {config.epochs} epochs, batch {config.batch_size}"
+            + (f", {config.members} members" if config.members > 1 else "") + f" -> {run_dir}")
+        with timer("train"):
+            result = train_model(config, splits, run_dir, progress=progress, log=say, callbacks=callbacks)
+    except BaseException:
+        _discard_if_empty(run_dir)
+        raise
     base = {
         "preset": config.preset,
         "interrupted": result.interrupted,
         "epochs_planned": config.epochs,
         "epochs_completed": result.epochs_completed,
         "best_epoch": result.best_epoch,
-        "train_seconds": result.train_seconds,
+        # One training time everywhere (summary line, report, metrics): the whole training phase,
+        # model building and checkpoints included; history.json has the seconds of each epoch.
+        "train_seconds": timer.timings["train"],
         "seconds_per_epoch": (sum(result.history.get("epoch_seconds", [])) / result.epochs_completed
                               if result.epochs_completed else None),
         "n_train": int(len(splits.x_train)),
@@ -148,13 +196,25 @@ def run(config: Config, *, command: str = "digitlab (Python API)", explore: bool
         "data_source": data.source,
     }
     if result.interrupted:
-        # The user asked to stop: save what is there and leave evaluation for later.
-        if result.epochs_completed:
-            atomic_write_json(run_dir / METRICS_FILE, base)
-            set_latest(run_dir)
-        return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True)
-    out = _write_eval_outputs(run_dir, config, result.model, data, result.history, timer, command=command,
-                              base_metrics=base, figures=figures, figures_and_report=full_report)
+        # The user asked to stop: keep what is there and leave evaluation for later.
+        if not result.epochs_completed:
+            _discard_if_empty(run_dir)
+            return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True,
+                             stopped_in="training")
+        atomic_write_json(run_dir / METRICS_FILE, base)
+        set_latest(run_dir)
+        return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True,
+                         stopped_in="training")
+    try:
+        out = _write_eval_outputs(run_dir, config, result.model, data, result.history, timer, command=command,
+                                  base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
+    except KeyboardInterrupt:
+        # Training finished, so the model is complete and saved: keep it usable.
+        metrics = {**base, "evaluation": "interrupted"}
+        atomic_write_json(run_dir / METRICS_FILE, read_json(run_dir / METRICS_FILE, missing={}) | metrics)
+        set_latest(run_dir)
+        return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings, interrupted=True,
+                         stopped_in="evaluation")
     timer.timings["total"] = time.perf_counter() - t_start
     timer.timings["outside_fit_share"] = 1.0 - timer.timings["train"] / timer.timings["total"]
     atomic_write_json(run_dir / TIMINGS_FILE, timer.timings)
@@ -162,32 +222,99 @@ def run(config: Config, *, command: str = "digitlab (Python API)", explore: bool
     return out
 
 
-def evaluate_run(run: str | os.PathLike | None = None, *, out: str = "runs", data_dir: str | None = None,
-                 command: str = "digitlab evaluate (Python API)") -> RunResult:
-    """Re-evaluate a saved run (default: the latest) and rewrite its metrics, figures and report."""
-    import json
+def _discard_if_empty(run_dir: Path) -> None:
+    """Remove a run directory that holds no model (nothing in it is worth keeping)."""
+    if run_dir.is_dir() and not (run_dir / MODEL_FILE).exists() and not any(run_dir.glob("**/*.keras")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
+
+def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None, data_dir: str | None = None,
+                 command: str = "digitlab evaluate (Python API)", log: Log | None = None) -> RunResult:
+    """Re-evaluate a saved run (default: the latest) and rewrite its metrics, figures and report."""
     from .data import load_mnist_data
     from .models import load_model
 
+    say = log or _quiet
     timer = _Timer()
     run_dir = resolve_run(run, out)
+    # Every JSON file of the run is read the same way: a damaged one is a clear error, before any work.
+    history = read_json(run_dir / HISTORY_JSON, missing=None)
+    old = read_json(run_dir / METRICS_FILE, missing={})
+    for name, value in ((HISTORY_JSON, history), (METRICS_FILE, old)):
+        if value is not None and not isinstance(value, dict):
+            raise ModelError(f"{run_dir / name}: expected a JSON object; delete or restore it")
+    if (run_dir / FIGURES_DIR).exists() and not (run_dir / FIGURES_DIR).is_dir():
+        raise ModelError(f"{run_dir / FIGURES_DIR} is a file where the figures folder belongs; move it away")
+    say(f"loading the model in {run_dir}")
     with timer("load_model"):
         model, config = load_model(run_dir)
     with timer("load_data"):
         data = load_mnist_data(data_dir if data_dir is not None else config.data_dir, download=config.download)
-    history = None
-    history_file = run_dir / "history.json"
-    if history_file.is_file():
-        history = json.loads(history_file.read_text())
-    base: dict[str, Any] = {}
-    metrics_file = run_dir / METRICS_FILE
-    if metrics_file.is_file():
-        old = json.loads(metrics_file.read_text())
-        # Keep how the model was trained; recompute everything about the test set.
-        base = {k: old[k] for k in ("preset", "interrupted", "epochs_planned", "epochs_completed", "best_epoch",
-                                    "train_seconds", "seconds_per_epoch", "n_train", "n_val") if k in old}
+    # Keep how the model was trained; recompute everything about the test set.
+    base = {k: old[k] for k in ("preset", "interrupted", "epochs_planned", "epochs_completed", "best_epoch",
+                                "train_seconds", "seconds_per_epoch", "n_train", "n_val") if k in old}
     # Exploration figures from the original run stay valid; evaluation ones are redrawn.
-    figures = {p.name: p for p in sorted((run_dir / FIGURES_DIR).glob("*.png"))}
+    figures = {p.name: p for p in sorted((run_dir / FIGURES_DIR).glob("*.png")) if p.is_file()}
     return _write_eval_outputs(run_dir, config, model, data, history, timer, command=command,
-                               base_metrics={**base, "data_source": data.source}, figures=figures)
+                               base_metrics={**base, "data_source": data.source}, figures=figures, log=say)
+
+
+def explore(out: str | os.PathLike, *, data_dir: str | None = None, download: bool = False,
+            seed: int = 0) -> tuple[dict[str, list[int]], dict[str, Path], str]:
+    """The data-exploration figures in `out`: (class counts per split, figure paths, data source)."""
+    import numpy as np
+
+    from . import plots
+    from .data import load_mnist_data
+    from .runs import check_writable_dir
+
+    out_dir = check_writable_dir(out)
+    data = load_mnist_data(data_dir, download=download)
+    counts = {"train": np.bincount(data.y_train, minlength=10).tolist(),
+              "test": np.bincount(data.y_test, minlength=10).tolist()}
+    figures = plots.explore_figures(data.x_train, data.y_train, data.y_test, out_dir, seed=seed)
+    return counts, figures, data.source
+
+
+@dataclass(frozen=True)
+class ShownImage:
+    """One test image and the model's answer for it (`digitlab show`)."""
+
+    index: int
+    true: int
+    predicted: int
+    confidence: float
+    top3: tuple[tuple[int, float], ...]
+    figure: Path | None = None
+
+
+def show_test_image(run: str | os.PathLike | None = None, *, out: str | None = None, index: int | None = None,
+                    seed: int | None = None, save: str | os.PathLike | None = None) -> ShownImage:
+    """Predict one test image of MNIST with a run's model (random unless `index`); optionally save the figure."""
+    import numpy as np
+
+    from .data import load_mnist_data
+    from .errors import ConfigError
+    from .evaluate import predict_proba
+    from .models import load_model
+    from .runs import check_output_path
+
+    if save is not None:
+        check_output_path(save)  # before loading anything
+    run_dir = resolve_run(run, out)
+    model, config = load_model(run_dir)
+    data = load_mnist_data(config.data_dir, download=config.download)
+    n = len(data.x_test)
+    if index is None:
+        index = int(np.random.default_rng(seed).integers(n))
+    elif not 0 <= index < n:
+        raise ConfigError(f"--index must be between 0 and {n - 1} (got {index})")
+    probs = predict_proba(model, data.x_test[index:index + 1], scale=config.scale)[0]
+    pred, true = int(probs.argmax()), int(data.y_test[index])
+    top = tuple((int(c), float(probs[c])) for c in np.argsort(probs)[::-1][:3])
+    figure = None
+    if save is not None:
+        from .plots import plot_random_prediction
+
+        figure = plot_random_prediction(data.x_test[index], true, probs, Path(save))
+    return ShownImage(index, true, pred, float(probs[pred]), top, figure)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -71,14 +72,14 @@ EVAL_FIGURES: tuple[FigureInfo, ...] = (
 # helpers
 
 
-def _new_figure(width: float, height: float) -> "Figure":
+def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.figure import Figure
 
     # Figure() without pyplot gets a plain canvas; savefig picks Agg for PNG.
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _save(fig: "Figure", path: str | os.PathLike) -> Path:
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DPI)
@@ -123,7 +124,7 @@ def _as_probs(probs: Any) -> np.ndarray:
     return arr
 
 
-def _show_image(ax: "Axes", image: np.ndarray, title: str | None = None, color: str = "black",
+def _show_image(ax: Axes, image: np.ndarray, title: str | None = None, color: str = "black",
                 frame: str | None = None, fontsize: float = 9) -> None:
     ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
@@ -139,7 +140,7 @@ def _show_image(ax: "Axes", image: np.ndarray, title: str | None = None, color: 
         ax.set_title(title, color=color, fontsize=fontsize)
 
 
-def _grid(fig: "Figure", n: int, cols: int) -> tuple[list["Axes"], int, int]:
+def _grid(fig: Figure, n: int, cols: int) -> tuple[list[Axes], int, int]:
     """`n` axes in a grid `cols` wide; spare cells are hidden."""
     cols = max(1, min(cols, n))
     rows = max(1, math.ceil(n / cols))

@@ -2,38 +2,41 @@
 
 `Predictor` is the Python API behind `digitlab predict` and the web server:
 
-    from digitlab.predict import Predictor
+    from digitlab import Predictor
     p = Predictor.load()                      # the shipped pretrained model
     p.predict("my_seven.jpg").label           # -> 7
     p.predict_number("house.png").text        # -> "2024"
+    for outcome in p.predict_stream(paths):   # many files, bounded memory, per-file errors
+        print(outcome.source, outcome.result or outcome.error)
 
 Every image goes through `preprocess` (the only path from pixels to model
 input); the model is reached only through `runtimes.open_runner`, so with an
 ONNX/LiteRT runtime nothing here imports TensorFlow. A Predictor holds no
-mutable state after loading: it may be shared by threads.
+mutable state after loading: it may be shared by threads. How results are
+shown (tables, CSV, annotated pictures) is `present.py`'s business.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import json
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
 from . import __version__
 from . import preprocess as pp
 from .errors import ConfigError, DigitlabError, ImageError, ModelError
-from .runs import sha256_file
+from .layout import METRICS_FILE, MODEL_FILE
+from .runs import read_json, sha256_file
 
 DEFAULT_THRESHOLD = 0.6
-MODEL_FILE = "model.keras"
-CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 MODES = ("digit", "number", "auto")
+CHUNK = 256  # images per model call in predict_stream: one call amortises its overhead, memory stays flat
+DISPLAY_SIDE = 2048  # kept copies for annotation are at most this big: 16 x 25 MP inputs must not pile up
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class NumberPrediction:
     uncertain: bool  # any digit uncertain, or no digit
     no_digit: bool
     source: str | None = None
+    auto: bool = False  # number mode was chosen automatically (several digits found), not requested
 
     def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
         return {
@@ -98,11 +102,14 @@ def pretrained_dir() -> Path:
     return Path(str(importlib.resources.files("digitlab") / "pretrained"))
 
 
-def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike = "runs") -> Path:
+def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
     """The model to use: a path (run dir, model dir or model file), "latest"
-    (the latest run under `out`), a run name under `out`, or None for the
-    shipped pretrained model."""
-    from .runs import LATEST, resolve_run
+    (the latest run under `out`: $DIGITLAB_RUNS, else ./runs), a run name
+    under `out`, or None for the shipped pretrained model."""
+    from .layout import LATEST, default_runs_dir
+    from .runs import resolve_run
+
+    out = out if out is not None else default_runs_dir()
 
     if model is None:
         path = pretrained_dir()
@@ -127,14 +134,6 @@ def _sha12(path: Path) -> str | None:
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
 @dataclass(frozen=True)
 class _Prepared:
     """One image after preprocessing, before the model: its digits' inputs."""
@@ -144,7 +143,19 @@ class _Prepared:
     auto: bool  # the number mode was chosen automatically
     boxes: tuple[tuple[int, int, int, int], ...]
     inputs: tuple[np.ndarray, ...]  # uint8 (28, 28) each
-    image: Any = None  # the decoded PIL image, kept only when asked (annotation)
+    image: Any = None  # a display-size copy of the input, kept only when asked (annotation)
+    image_scale: float = 1.0  # its pixels per input pixel (boxes are in input pixels)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One input of `predict_stream`: its label and either a result or an error message."""
+
+    source: str | None
+    result: DigitPrediction | NumberPrediction | None
+    error: str | None = None  # why this input could not be read (the label is not repeated)
+    image: Any = None  # display-size copy of the input (keep_image=True), for annotation
+    image_scale: float = 1.0
 
 
 class Predictor:
@@ -152,9 +163,9 @@ class Predictor:
 
     def __init__(self, runner: Any, *, threshold: float = DEFAULT_THRESHOLD, scale: float = pp.MNIST_SCALE,
                  info: dict[str, Any] | None = None):
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ConfigError(f"threshold must be between 0 and 1 (got {threshold!r})")
+        _check_threshold(threshold)
         self.runner = runner
+        self.model_path: Path | None = getattr(runner, "path", None)
         self.threshold = float(threshold)
         self.scale = float(scale)
         self.info = dict(info or {})
@@ -163,31 +174,31 @@ class Predictor:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, runtime: str = "auto",
-             threshold: float = DEFAULT_THRESHOLD, out: str | os.PathLike = "runs") -> "Predictor":
+             threshold: float = DEFAULT_THRESHOLD, out: str | os.PathLike | None = None) -> Predictor:
         """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`."""
         from .runtimes import open_runner
 
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ConfigError(f"threshold must be between 0 and 1 (got {threshold!r})")
+        _check_threshold(threshold)  # before the slow model load
         path = resolve_model(model, out)
         runner = open_runner(path, runtime)
-        model_dir = path if path.is_dir() else path.parent
-        model_file = getattr(runner, "model_file", None) or getattr(runner, "path", None)
-        if model_file is None:
-            model_file = path / MODEL_FILE if path.is_dir() else path
-        config = _read_json(model_dir / CONFIG_FILE)
-        metrics = _read_json(model_dir / METRICS_FILE)
-        scale = config.get("scale", pp.MNIST_SCALE)
+        model_file = Path(runner.path)
+        try:
+            metrics = read_json(model_file.parent / METRICS_FILE, missing={})
+        except ModelError:
+            metrics = {}  # a damaged metrics.json costs only the accuracy shown in `info`
+        accuracy = metrics.get("test_accuracy") if isinstance(metrics, dict) else None
         info = {
-            "model_path": str(model_file),
-            "model_id": _sha12(Path(model_file)),
-            "preset": config.get("preset"),
-            "test_accuracy": metrics.get("test_accuracy"),
-            "runtime": getattr(runner, "name", runtime),
+            "model_id": _sha12(model_file),
+            "model_file": model_file.name,  # no directory: info is shown to API clients
+            "preset": runner.config.preset,
+            "test_accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
+            "runtime": runner.name,
             "digitlab_version": __version__,
             "threshold": float(threshold),
         }
-        return cls(runner, threshold=threshold, scale=float(scale), info=info)
+        predictor = cls(runner, threshold=threshold, scale=runner.config.scale, info=info)
+        predictor.model_path = model_file
+        return predictor
 
     # ----------------------------------------------------------------- model
 
@@ -208,6 +219,7 @@ class Predictor:
         if source is None and isinstance(image, (str, os.PathLike)):
             source = str(image)
         img = pp.load_image(image, name=source)
+        kept, kept_scale = _display_copy(img) if keep_image else (None, 1.0)
         if mode == "digit":
             found = pp.find_digit(img)
             boxes, inputs = ((), ()) if found is None else ((found[0],), (found[1],))
@@ -218,7 +230,7 @@ class Predictor:
             # In auto mode one group holds all the ink (what find_digit would give): a single digit.
             number = mode == "number" or len(segs) >= 2
             auto = number and mode == "auto"
-        return _Prepared(source, number, auto, boxes, inputs, img if keep_image else None)
+        return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale)
 
     def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None) -> DigitPrediction:
         values = probs.tolist()  # Python floats, as float(v) gives them
@@ -243,7 +255,7 @@ class Predictor:
             digits = tuple(self._digit(probs[i + k], p.boxes[k], p.inputs[k], p.source) for k in range(len(p.inputs)))
             i += len(p.inputs)
             if p.number:
-                results.append(_number(digits, p.source))
+                results.append(_number(digits, p.source, p.auto))
             else:
                 results.append(digits[0] if digits else no_digit(p.source))
         return results
@@ -270,242 +282,98 @@ class Predictor:
                      sources: Sequence[str | None] | None = None
                      ) -> list[DigitPrediction | NumberPrediction | ImageError]:
         """Like `predict_batch` for any mode, but a bad image gives its ImageError
-        in its place instead of stopping the others. One model call in all."""
+        in its place instead of stopping the others."""
         images = list(images)
         srcs = list(sources) if sources is not None else [None] * len(images)
-        prepared: list[_Prepared | ImageError] = []
-        for im, s in zip(images, srcs):
+        out: list[DigitPrediction | NumberPrediction | ImageError] = []
+        for image, outcome in zip(images, self.predict_stream(images, mode=mode, sources=srcs)):
+            if outcome.result is not None:
+                out.append(outcome.result)
+            else:
+                label = outcome.source or _default_label(image)
+                out.append(ImageError(f"{label}: {outcome.error}"))
+        return out
+
+    def predict_stream(self, images: Iterable[Any], *, mode: str = "digit",
+                       sources: Iterable[str | None] | None = None, chunk: int = CHUNK,
+                       keep_image: bool = False) -> Iterator[Outcome]:
+        """Predict any number of inputs, yielding one `Outcome` per input, in order.
+
+        `images` may hold paths, bytes, arrays, PIL images, or `inputs.InputItem`s
+        (whose errors are passed through). Inputs are decoded and preprocessed
+        one at a time and the decoded image is dropped at once (unless
+        `keep_image`, which keeps a copy of at most DISPLAY_SIDE pixels a side);
+        the model sees `chunk` digits per call. A bad input gives an Outcome
+        with `error` set and never stops the others.
+        """
+        if chunk < 1:
+            raise ConfigError(f"chunk must be >= 1 (got {chunk})")
+        srcs = iter(sources) if sources is not None else None
+        pending: list[tuple[str | None, _Prepared | str]] = []
+        for image in images:
+            label = next(srcs, None) if srcs is not None else None
+            if label is None and isinstance(image, (str, os.PathLike)):
+                label = str(image)
+            if hasattr(image, "label") and hasattr(image, "error"):  # an inputs.InputItem
+                label, image, error = image.label, image.source, image.error
+                if error is not None:
+                    pending.append((label, error))
+                    continue
             try:
-                prepared.append(self.prepare(im, mode=mode, source=s))
+                pending.append((label, self.prepare(image, mode=mode, source=label, keep_image=keep_image)))
             except ImageError as exc:
-                prepared.append(exc)
-        good = self.finish([p for p in prepared if isinstance(p, _Prepared)])
-        it = iter(good)
-        return [p if isinstance(p, ImageError) else next(it) for p in prepared]
+                pending.append((label, _strip_label(str(exc), label)))
+            if len(pending) >= chunk:
+                yield from self._finish_outcomes(pending)
+                pending = []
+        yield from self._finish_outcomes(pending)
+
+    def _finish_outcomes(self, pending: list[tuple[str | None, _Prepared | str]]) -> Iterator[Outcome]:
+        results = iter(self.finish([p for _, p in pending if isinstance(p, _Prepared)]))
+        for label, p in pending:
+            if isinstance(p, _Prepared):
+                yield Outcome(label, next(results), None, p.image, p.image_scale)
+            else:
+                yield Outcome(label, None, p)
 
 
-def _number(digits: tuple[DigitPrediction, ...], source: str | None) -> NumberPrediction:
-    if not digits:
-        return NumberPrediction("", (), 0.0, True, True, source)
-    return NumberPrediction(
-        text="".join(str(d.label) for d in digits), digits=digits,
-        confidence=min(d.confidence for d in digits), uncertain=any(d.uncertain for d in digits),
-        no_digit=False, source=source)
+def _check_threshold(threshold: Any) -> None:
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not 0.0 <= threshold <= 1.0:
+        raise ConfigError(f"threshold must be a number between 0 and 1 (got {threshold!r})")
 
 
-__all__ = ["DigitPrediction", "NumberPrediction", "Predictor", "resolve_model", "pretrained_dir",
-           "DigitlabError"]
+def _display_copy(img: Any) -> tuple[Any, float]:
+    """A copy of a decoded image of at most DISPLAY_SIDE pixels a side, and its scale."""
+    w, h = img.size
+    scale = min(1.0, DISPLAY_SIDE / max(w, h))
+    if scale >= 1.0:
+        return img.copy(), 1.0
+    small = img.copy()
+    small.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE))
+    return small, small.size[0] / w
 
 
-# =========================================================================== CLI helpers
-# Used by `digitlab predict` (cli.py); kept here so the command stays a thin
-# layer and the server can reuse the pictures.
-
-STDIN = "-"
-STDIN_LABEL = "<stdin>"
-CHUNK = 256  # images per model call in the CLI
+def _default_label(image: Any) -> str:
+    return str(image) if isinstance(image, (str, os.PathLike)) else "<image>"
 
 
-@dataclass(frozen=True)
-class InputItem:
-    """One input of `digitlab predict`: its label, a path or bytes, or an error."""
-
-    label: str
-    source: str | bytes | None
-    error: str | None = None
-
-
-def expand_inputs(paths: Sequence[str], *, stdin: Any = None) -> list[InputItem]:
-    """Files, directories (recursive, image extensions only), glob patterns and "-" (stdin bytes)."""
-    import glob
-
-    items: list[InputItem] = []
-    for raw in paths:
-        if raw == STDIN:
-            stream = stdin if stdin is not None else _stdin_buffer()
-            try:
-                data = stream.read(pp.MAX_BYTES + 1)
-            except OSError as exc:
-                items.append(InputItem(STDIN_LABEL, None, f"cannot read standard input ({exc})"))
-                continue
-            items.append(InputItem(STDIN_LABEL, bytes(data)))
-            continue
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in pp.IMAGE_EXTENSIONS)
-            if not found:
-                items.append(InputItem(raw, None, "no image files in this directory "
-                                                  f"({', '.join(e[1:] for e in pp.IMAGE_EXTENSIONS)})"))
-            items.extend(InputItem(str(p), str(p)) for p in found)
-        elif path.exists() or path.is_symlink():
-            items.append(InputItem(raw, raw))
-        elif any(ch in raw for ch in "*?["):
-            matches = sorted(m for m in glob.glob(raw, recursive=True) if Path(m).is_file())
-            if not matches:
-                items.append(InputItem(raw, None, "no files match this pattern"))
-            items.extend(InputItem(m, m) for m in matches)
-        else:
-            items.append(InputItem(raw, None, "no such file or directory"))
-    return items
-
-
-def _stdin_buffer() -> Any:
-    import sys
-
-    return getattr(sys.stdin, "buffer", sys.stdin)
-
-
-def output_name(label: str, used: set[str], suffix: str = ".png") -> str:
-    """A file name for `label`'s picture, unique within `used`."""
-    stem = "stdin" if label == STDIN_LABEL else Path(label).stem or "image"
-    stem = "".join(c if c.isalnum() or c in "._-" else "_" for c in stem)[:100] or "image"
-    name, k = stem + suffix, 2
-    while name in used:
-        name, k = f"{stem}-{k}{suffix}", k + 1
-    used.add(name)
-    return name
-
-
-def _digits_of(result: DigitPrediction | NumberPrediction) -> tuple[DigitPrediction, ...]:
-    if isinstance(result, NumberPrediction):
-        return result.digits
-    return () if result.no_digit else (result,)
-
-
-def input_picture(result: DigitPrediction | NumberPrediction, zoom: int = 8) -> Any:
-    """The 28x28 image(s) the model saw, side by side, enlarged `zoom` times (nearest)."""
-    from PIL import Image
-
-    digits = [d.model_input for d in _digits_of(result) if d.model_input is not None]
-    if not digits:
-        digits = [np.zeros((28, 28), np.uint8)]
-    gap = np.full((28, 1), 96, np.uint8)
-    parts: list[np.ndarray] = []
-    for i, a in enumerate(digits):
-        if i:
-            parts.append(gap)
-        parts.append(np.asarray(a, np.uint8))
-    strip = np.concatenate(parts, axis=1)
-    img = Image.fromarray(strip)
-    return img.resize((strip.shape[1] * zoom, 28 * zoom), Image.Resampling.NEAREST)
-
-
-def _displayable(img: Any) -> Any:
-    from PIL import Image
-
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        base = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(base, rgba).convert("RGB")
-    if img.mode in ("I", "F") or img.mode.startswith("I;16"):
-        g = pp.to_grayscale(img)
-        return Image.fromarray(np.round(g * 255).astype(np.uint8)).convert("RGB")
-    try:
-        return img.convert("RGB")
-    except Exception:  # noqa: BLE001
-        return Image.fromarray(np.round(pp.to_grayscale(img) * 255).astype(np.uint8)).convert("RGB")
-
-
-def annotate_image(img: Any, result: DigitPrediction | NumberPrediction) -> Any:
-    """A copy of the (decoded) input with each digit's box and label drawn on it."""
-    from PIL import ImageDraw, ImageFont
-
-    canvas = _displayable(img).copy()
-    w, h = canvas.size
-    draw = ImageDraw.Draw(canvas)
-    line = max(1, round(max(w, h) / 200))
-
-    def font(size: float) -> Any:
-        try:
-            return ImageFont.load_default(size=max(10, int(size)))
-        except TypeError:  # Pillow < 10.1
-            return ImageFont.load_default()
-
-    digits = _digits_of(result)
-    if not digits:
-        draw.text((line, line), "no digit", fill=(220, 0, 0), font=font(max(12, h / 8)))
-        return canvas
-    for d in digits:
-        x0, y0, x1, y1 = d.box  # type: ignore[misc]
-        colour = (230, 120, 0) if d.uncertain else (0, 170, 0)
-        draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=line)
-        size = max(12, (y1 - y0) / 3)
-        text = f"{d.label} {d.confidence * 100:.0f}%"
-        ty = y0 - size - 2 if y0 - size - 2 >= 0 else min(y1 + 2, max(0, h - size))
-        draw.text((x0, ty), text, fill=colour, font=font(size))
-    if isinstance(result, NumberPrediction):
-        draw.text((line, line), result.text, fill=(0, 0, 220), font=font(max(12, h / 10)))
-    return canvas
-
-
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
-
-
-def record(label: str, result: DigitPrediction | NumberPrediction | ImageError, *, auto: bool = False) -> dict[str, Any]:
-    """One JSON object for `--json`."""
-    if isinstance(result, ImageError):
-        return {"file": label, "error": _strip_label(str(result), label)}
-    d = {"file": label, "kind": "number" if isinstance(result, NumberPrediction) else "digit"}
-    if isinstance(result, NumberPrediction):
-        d["number_mode"] = "auto" if auto else "requested"
-    body = result.to_dict()
-    body.pop("source", None)
-    d.update(body)
-    return d
-
-
-def _strip_label(msg: str, label: str) -> str:
-    for prefix in (f"{label}: ", "<bytes>: ", f"{STDIN_LABEL}: "):
+def _strip_label(msg: str, label: str | None) -> str:
+    """An ImageError's text without its leading "<label>: " (the label is shown separately)."""
+    prefixes = ([f"{label}: "] if label else []) + ["<bytes>: ", "<array>: ", "<image>: ", "<stream>: "]
+    for prefix in prefixes:
         if msg.startswith(prefix):
             return msg[len(prefix):]
     return msg
 
 
-def _flags(result: DigitPrediction | NumberPrediction, auto: bool) -> str:
-    flags = []
-    if isinstance(result, NumberPrediction):
-        flags.append("number (auto: several digits found)" if auto else "number")
-    if result.no_digit:
-        flags.append("no digit")
-    elif result.uncertain:
-        flags.append("uncertain")
-    return ", ".join(flags)
+def _number(digits: tuple[DigitPrediction, ...], source: str | None, auto: bool = False) -> NumberPrediction:
+    if not digits:
+        return NumberPrediction("", (), 0.0, True, True, source, auto)
+    return NumberPrediction(
+        text="".join(str(d.label) for d in digits), digits=digits,
+        confidence=min(d.confidence for d in digits), uncertain=any(d.uncertain for d in digits),
+        no_digit=False, source=source, auto=auto)
 
 
-def table_row(label: str, result: DigitPrediction | NumberPrediction, auto: bool = False) -> tuple[str, ...]:
-    if result.no_digit:
-        return (label, "-", "-", "", _flags(result, auto))
-    if isinstance(result, NumberPrediction):
-        detail = "  ".join(f"{d.label}:{_pct(d.confidence)}" for d in result.digits)
-        return (label, result.text, _pct(result.confidence), detail, _flags(result, auto))
-    top = ", ".join(f"{k} {_pct(v)}" for k, v in result.top3)
-    return (label, str(result.label), _pct(result.confidence), top, _flags(result, auto))
-
-
-def format_table(rows: Sequence[tuple[str, ...]]) -> str:
-    header = ("file", "prediction", "confidence", "top-3 / digits", "flags")
-    allrows = [header, *rows]
-    widths = [max(len(r[i]) for r in allrows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(widths[i]) if i < len(header) - 1 else c for i, c in enumerate(r)).rstrip()
-             for r in allrows]
-    return "\n".join(lines)
-
-
-CSV_HEADER = ("file", "kind", "prediction", "confidence", "uncertain", "no_digit", "top3", "digits", "box",
-              *(f"p{k}" for k in range(10)), "error")
-
-
-def csv_row(label: str, result: DigitPrediction | NumberPrediction | ImageError, auto: bool = False) -> list[Any]:
-    empty10 = [""] * 10
-    if isinstance(result, ImageError):
-        return [label, "", "", "", "", "", "", "", "", *empty10, _strip_label(str(result), label)]
-    if isinstance(result, NumberPrediction):
-        digits = ";".join(f"{d.label}:{d.confidence:.6f}:{'/'.join(map(str, d.box or ()))}" for d in result.digits)
-        return [label, "number-auto" if auto else "number", result.text, f"{result.confidence:.6f}",
-                int(result.uncertain), int(result.no_digit), "", digits, "", *empty10, ""]
-    if result.no_digit:
-        return [label, "digit", "", "0", 1, 1, "", "", "", *empty10, ""]
-    top = ";".join(f"{k}:{v:.6f}" for k, v in result.top3)
-    return [label, "digit", result.label, f"{result.confidence:.6f}", int(result.uncertain), 0, top, "",
-            "/".join(map(str, result.box or ())), *(repr(float(p)) for p in result.probabilities), ""]
+__all__ = ["DigitPrediction", "NumberPrediction", "Outcome", "Predictor", "resolve_model", "pretrained_dir",
+           "DigitlabError"]

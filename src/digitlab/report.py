@@ -18,13 +18,13 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
+from .layout import REPORT_FILE
 from .plots import EVAL_FIGURES, EXPLORE_FIGURES, FigureInfo
 from .runs import atomic_write_text
-
-REPORT_FILE = "report.html"
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Summary"),
@@ -323,9 +323,9 @@ def _training_facts(metrics: Mapping) -> str:
     if metrics.get("best_epoch") is not None:
         rows.append(("Best epoch (validation)", _count(metrics["best_epoch"])))
     if metrics.get("train_seconds") is not None:
-        rows.append(("Training time", _seconds(metrics["train_seconds"])))
+        rows.append(("Training time (model build, epochs, checkpoints)", _seconds(metrics["train_seconds"])))
     if metrics.get("seconds_per_epoch") is not None:
-        rows.append(("Per epoch", _seconds(metrics["seconds_per_epoch"])))
+        rows.append(("Mean time per epoch", _seconds(metrics["seconds_per_epoch"])))
     return _kv_table(rows) if rows else ""
 
 
@@ -367,9 +367,6 @@ def _training(history: Mapping | None, figures: Mapping, metrics: Mapping) -> st
         parts.append(_note(f"Best validation accuracy: {_pct(val_acc[best])} at epoch {best + 1} (highlighted)."))
     parts.append("<h3>Per epoch</h3>" + _table(["epoch"] + [head for _, head, _ in columns], rows,
                                               row_classes=row_classes, text_cols=()))
-    seconds = [_num(v) for v in series["epoch_seconds"]]
-    if seconds and all(v is not None for v in seconds):
-        parts.append(_note(f"Training time over {len(seconds)} epoch(s): {_seconds(sum(seconds))}."))
     return "\n".join(parts)
 
 

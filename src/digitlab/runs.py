@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from .errors import ModelError
+from .errors import ModelError, StorageError
+from .layout import LATEST, default_runs_dir
 
-LATEST = "latest"
+_MISSING = object()
 
 
 @contextlib.contextmanager
@@ -30,22 +34,57 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     like Keras' `model.save`, choose the format from the file extension.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=suffix if suffix is not None else ".tmp" + path.suffix, dir=path.parent
+        )
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         # mkstemp creates 0600; give the file the permissions a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.errno in _STORAGE_ERRNOS:
+            raise _storage_error(path, tmp_path, exc) from None
+        raise
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+# Write failures that are about the storage, not the program: one clear line instead of a traceback.
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EACCES, errno.EPERM}
+
+
+def _storage_error(path: Path, tmp: Path | None, exc: OSError) -> StorageError:
+    """'cannot write <path>: <why> (<free> free, about <need> needed); the previous file is kept'."""
+    reason = exc.strerror or str(exc)
+    extra = ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        sizes = [p.stat().st_size for p in (path, tmp) if p is not None and p.is_file()]
+        need = max(sizes, default=0)
+        extra = " (" + ", ".join(x for x in (
+            f"{_size(free)} free on its disk" if free is not None else "",
+            f"about {_size(need)} needed" if need else "") if x) + ")"
+    kept = "; the previous version is kept" if path.exists() else ""
+    return StorageError(f"cannot write {path}: {reason}{extra if extra != ' ()' else ''}{kept}")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
 
 
 def _umask() -> int:
@@ -90,15 +129,65 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def check_writable_dir(path: str | os.PathLike) -> Path:
-    """Create `path` if needed and make sure we can write into it."""
+def read_json(path: str | os.PathLike, *, missing: Any = _MISSING) -> Any:
+    """A JSON file of a run (metrics, history, timings...): the value, or `missing` when the file
+    does not exist; a damaged file is a ModelError naming it (never a traceback, never NaN)."""
     path = Path(path)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing is _MISSING:
+            raise ModelError(f"{path}: file not found") from None
+        return missing
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: cannot read ({getattr(exc, 'strerror', None) or exc})") from None
+    try:
+        return json.loads(text, parse_constant=_no_constant)
+    except ValueError as exc:
+        raise ModelError(f"{path}: damaged JSON ({exc}); delete or restore it") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def check_writable_dir(path: str | os.PathLike) -> Path:
+    """Create the directory `path` if needed (its parent must exist) and make sure we can write into it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ModelError(f"output directory {path} is a file")
+    if not path.exists() and not path.parent.is_dir():
+        raise ModelError(f"cannot create {path}: {_no_folder(path.parent)}")
+    try:
+        path.mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
             pass
     except OSError as exc:
         raise ModelError(f"output directory {path} is not writable: {exc.strerror or exc}") from None
+    return path
+
+
+def _no_folder(folder: Path) -> str:
+    # Output folders are not created with their parents: a typo must not build a tree under /.
+    if folder.exists():
+        return f"{folder} is not a directory"
+    return f"the directory {folder} does not exist (create it first)"
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Make sure a file (or directory) can be written at `path` before any work is spent on it:
+    its parent directory exists (none is created) and accepts new files."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        raise ModelError(f"cannot write {path}: {_no_folder(parent)}")
+    if path.is_dir() and path.suffix:  # model.onnx/ as a directory: writing would fail late
+        raise ModelError(f"cannot write {path}: it is a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ModelError(f"cannot write {path}: {exc.strerror or exc}") from None
     return path
 
 
@@ -139,9 +228,9 @@ def set_latest(run_dir: str | os.PathLike) -> None:
         atomic_write_text(link.with_suffix(".txt"), run_dir.name + "\n")
 
 
-def resolve_run(run: str | os.PathLike | None, out: str | os.PathLike = "runs") -> Path:
-    """Find a run directory: an explicit path, a name under `out`, or the latest."""
-    out = Path(out)
+def resolve_run(run: str | os.PathLike | None, out: str | os.PathLike | None = None) -> Path:
+    """Find a run directory: an explicit path, a name under `out` ($DIGITLAB_RUNS or ./runs), or the latest."""
+    out = Path(out if out is not None else default_runs_dir())
     if run is None or str(run) == LATEST:
         link = out / LATEST
         if link.is_dir():

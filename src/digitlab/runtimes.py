@@ -1,9 +1,9 @@
 """Inference runtimes: one small interface, several engines.
 
 A runner maps model input (float32 (N, 28, 28, 1), as made by
-`preprocess.to_model_input`) to class probabilities (float32 (N, 10)). The
-Predictor only ever talks to a runner, so serving and the CLI work the same
-on every engine.
+`preprocess.to_model_input`) to class probabilities (float32 (N, classes)).
+The Predictor only ever talks to a runner, so serving and the CLI work the
+same on every engine.
 
     keras   model.keras through one tf.function (imports TensorFlow: slow start, ~1 GB)
     onnx    model.onnx on ONNX Runtime (CPU): no TensorFlow, fastest start and latency
@@ -14,6 +14,13 @@ against ~4.5 ms for a direct call. The Keras runner wraps the model in one
 `tf.function` with a fixed input signature (batch size left open), so every
 batch size reuses the same traced graph.
 
+`open_runner` checks the contract of every engine in one place
+(`CheckedRunner`): on opening, a probe batch must give one row of
+probabilities per image (finite, in [0, 1], summing to 1), and every later
+call must give finite values. A logits model, a 3-class model, a 32x32 or
+two-output model, or a model trained to NaN is a ModelError, never a
+confident-looking answer.
+
 `open_runner(path, "auto")` picks ONNX Runtime when `model.onnx` is present,
 importable and exported from the model.keras beside it (its metadata records
 the source hash), else LiteRT for a lone model.tflite, else Keras. Only the
@@ -22,37 +29,40 @@ Keras runner imports TensorFlow, and only when it is chosen.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import json
 import os
-import sys
 import threading
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ModelError
-from .runs import sha256_file
+from .artifacts import check_file, exported_from, load_config, onnx_metadata
+from .backend import quiet_stderr
+from .errors import DigitlabError, ModelError
+from .layout import MODEL_FILE, ONNX_FILE, TFLITE_FILE
 
 RUNTIMES = ("keras", "onnx", "litert")
-ONNX_FILE = "model.onnx"  # same names as export.py (not imported: it is heavier)
-TFLITE_FILE = "model.tflite"
-KERAS_FILE = "model.keras"
 _SUFFIX_RUNTIME = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}
-_RUNTIME_FILE = {"keras": KERAS_FILE, "onnx": ONNX_FILE, "litert": TFLITE_FILE}
+_RUNTIME_FILE = {"keras": MODEL_FILE, "onnx": ONNX_FILE, "litert": TFLITE_FILE}
 _RUNTIME_MODULE = {"onnx": "onnxruntime", "litert": "ai_edge_litert"}
 THREADS_ENV = "DIGITLAB_THREADS"  # override the number of intra-op threads
+INPUT_SHAPE = (28, 28, 1)
+N_CLASSES = 10
+# float32 softmax rows sum to 1 within ~1e-6, an int8 model's quantized softmax within ~0.02;
+# logits (or anything else) miss by far more.
+_SUM_TOLERANCE = 0.05
 
 
 class Runner(Protocol):
     """Anything that turns model input into probabilities."""
 
     name: str  # "keras", "onnx", ...
+    path: Path  # the model file it runs
+    config: Any  # the Config the model was trained with
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """float32 (N, 28, 28, 1) -> float32 (N, 10) probabilities."""
+        """float32 (N, 28, 28, 1) -> float32 (N, classes) probabilities."""
         ...
 
 
@@ -68,18 +78,19 @@ class KerasRunner:
         tf = backend.tensorflow()
         self.path = Path(model_file)
         self.model, self.config = load_model(model_file)
-        size = self.config.image_size
         model = self.model
+        if len(model.outputs) != 1:
+            raise ModelError(f"{self.path}: the model has {len(model.outputs)} outputs; "
+                             f"expected one (class probabilities)")
 
-        @tf.function(input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32)], reduce_retracing=True)
-        def _infer(x):  # noqa: ANN001
+        @tf.function(input_signature=[tf.TensorSpec([None, *INPUT_SHAPE], tf.float32)], reduce_retracing=True)
+        def _infer(x):
             return model(x, training=False)
 
         self._infer = _infer
-        self._infer(np.zeros((1, size, size, 1), np.float32))  # trace now, not on the first request
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self._infer(np.ascontiguousarray(x, dtype=np.float32)).numpy()
+        return np.asarray(self._infer(np.ascontiguousarray(x, dtype=np.float32)))
 
 
 def default_threads() -> int:
@@ -96,56 +107,17 @@ def default_threads() -> int:
     env = os.environ.get(THREADS_ENV, "").strip()
     if env:
         try:
-            return max(1, int(env))
+            threads = int(env)
         except ValueError:
-            raise ModelError(f"{THREADS_ENV} must be a whole number (got {env!r})") from None
+            threads = 0
+        if not 1 <= threads <= 256:
+            raise ModelError(f"{THREADS_ENV} must be a whole number between 1 and 256 (got {env!r})")
+        return threads
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
         cores = os.cpu_count() or 1
     return max(1, min(4, cores // 2))
-
-
-def _load_config(model_file: Path):  # noqa: ANN202 - returns config.Config
-    """config.json beside the file, else the config embedded in the export metadata."""
-    from .config import CONFIG_FILE, Config
-
-    if (model_file.parent / CONFIG_FILE).is_file():
-        return Config.load(model_file.parent)
-    side = model_file.with_name(model_file.name + ".json")
-    try:
-        return Config.from_dict(json.loads(side.read_text(encoding="utf-8"))["config"])
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    if model_file.suffix == ".onnx":
-        return None  # OnnxRunner reads its embedded metadata instead
-    raise ModelError(f"{model_file}: no {CONFIG_FILE} beside it (it says how inputs are prepared)")
-
-
-def _check_file(path: Path) -> None:
-    """Missing, empty, or not the file its export metadata describes -> ModelError.
-
-    The sidecar `<file>.json` written by `digitlab export` records the file's
-    size and sha256; checking them (about 1 ms) catches truncated copies and
-    flipped bytes that the format's own parser would accept.
-    """
-    if not path.is_file():
-        raise ModelError(f"no model found at {path}")
-    size = path.stat().st_size
-    if size == 0:
-        raise ModelError(f"{path}: empty file (truncated download or interrupted copy?)")
-    side = path.with_name(path.name + ".json")
-    try:
-        recorded = json.loads(side.read_text(encoding="utf-8"))["file"]
-        want_size, want_sha = int(recorded["bytes"]), str(recorded["sha256"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return  # no (usable) sidecar: the parser's own checks must do
-    if size != want_size:
-        raise ModelError(f"{path}: {size} bytes, but its export metadata says {want_size} "
-                         f"(truncated or replaced? re-export it with `digitlab export`)")
-    if sha256_file(path) != want_sha:
-        raise ModelError(f"{path}: contents do not match the sha256 in {side.name} "
-                         f"(corrupted or replaced? re-export it with `digitlab export`)")
 
 
 class OnnxRunner:
@@ -159,7 +131,7 @@ class OnnxRunner:
         except ImportError:
             raise ModelError("the onnx runtime needs onnxruntime: pip install onnxruntime") from None
         path = self.path = Path(model_file)
-        _check_file(path)
+        check_file(path)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -174,32 +146,13 @@ class OnnxRunner:
         except Exception as exc:  # noqa: BLE001 - InvalidProtobuf, Fail, RuntimeException...
             raise ModelError(f"{path}: not a loadable ONNX model ({_short(exc)})") from None
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) < 1 or list(inputs[0].shape[1:]) != [28, 28, 1] \
-                or inputs[0].type != "tensor(float)" or list(outputs[0].shape[1:]) != [10]:
-            raise ModelError(f"{path}: expected one float input (N, 28, 28, 1) and output (N, 10), got "
+        if len(inputs) != 1 or inputs[0].type != "tensor(float)" or len(outputs) != 1:
+            raise ModelError(f"{path}: expected one float input and one output (class probabilities), got "
                              f"{[(i.name, i.shape, i.type) for i in inputs]} -> {[(o.name, o.shape) for o in outputs]}")
         self._input = inputs[0].name
         self._output = [outputs[0].name]
-        self.metadata = self._metadata()
-        config = _load_config(path)
-        if config is None:
-            from .config import Config
-
-            try:
-                config = Config.from_dict(self.metadata["config"])
-            except Exception:  # noqa: BLE001 - KeyError, ConfigError, TypeError
-                raise ModelError(f"{path}: no config.json beside it and no digitlab metadata inside") from None
-        self.config = config
-
-    def _metadata(self) -> dict:
-        out = {}
-        for key, value in self.session.get_modelmeta().custom_metadata_map.items():
-            if key.startswith("digitlab."):
-                try:
-                    out[key[len("digitlab."):]] = json.loads(value)
-                except ValueError:
-                    out[key[len("digitlab."):]] = value
-        return out
+        self.metadata = onnx_metadata(self.session)
+        self.config = load_config(path, embedded=self.metadata)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
@@ -229,7 +182,7 @@ class LiteRTRunner:
         except ImportError:
             raise ModelError("the litert runtime needs ai-edge-litert: pip install ai-edge-litert") from None
         path = self.path = Path(model_file)
-        _check_file(path)
+        check_file(path)
         self._content = path.read_bytes()  # from bytes: the interpreter keeps no handle on the file
         self._threads = threads or default_threads()
         self._make = Interpreter
@@ -239,24 +192,23 @@ class LiteRTRunner:
             outp = self._single.get_output_details()
         except Exception as exc:  # noqa: BLE001 - ValueError/RuntimeError from the C++ side
             raise ModelError(f"{path}: not a loadable LiteRT (.tflite) model ({_short(exc)})") from None
-        if len(inp) != 1 or list(inp[0]["shape"][1:]) != [28, 28, 1] or inp[0]["dtype"] != np.float32 \
-                or len(outp) != 1 or list(outp[0]["shape"][1:]) != [10]:
-            raise ModelError(f"{path}: expected one float32 input (N, 28, 28, 1) and output (N, 10)")
+        if len(inp) != 1 or inp[0]["dtype"] != np.float32 or len(outp) != 1:
+            raise ModelError(f"{path}: expected one float32 input and one output")
         self._in, self._out = inp[0]["index"], outp[0]["index"]
         self._multi = None  # the batch interpreter, made on first use
         self._multi_batch = -1
         self._lock = threading.Lock()
-        self.config = _load_config(path)
+        self.config = load_config(path)
 
     @property
-    def interpreter(self):  # noqa: ANN201 - the batch-1 interpreter, for inspection
+    def interpreter(self):
         return self._single
 
-    def _new_interpreter(self, batch: int):  # noqa: ANN202
-        with _quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+    def _new_interpreter(self, batch: int):
+        with quiet_stderr():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
             it = self._make(model_content=self._content, num_threads=self._threads)
             index = it.get_input_details()[0]["index"]
-            it.resize_tensor_input(index, [batch, 28, 28, 1], strict=False)
+            it.resize_tensor_input(index, [batch, *INPUT_SHAPE], strict=False)
             it.allocate_tensors()
         return it
 
@@ -268,7 +220,7 @@ class LiteRTRunner:
             if self._multi is None:
                 self._multi, self._multi_batch = self._new_interpreter(n), n
             elif n != self._multi_batch:
-                self._multi.resize_tensor_input(self._in, [n, 28, 28, 1], strict=False)
+                self._multi.resize_tensor_input(self._in, [n, *INPUT_SHAPE], strict=False)
                 self._multi.allocate_tensors()
                 self._multi_batch = n
             it = self._multi
@@ -284,22 +236,44 @@ class LiteRTRunner:
             return np.concatenate([self._run(x[i:i + self.max_batch]) for i in range(0, len(x), self.max_batch)])
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Point file descriptor 2 at /dev/null (C++ INFO lines), unless DIGITLAB_VERBOSE is set."""
-    if os.environ.get("DIGITLAB_VERBOSE", "") not in ("", "0", "false", "no"):
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+class CheckedRunner:
+    """Wraps any engine and holds it to the contract: (N, 28, 28, 1) in, (N, classes) finite
+    probabilities out. The one place where every runtime's input and output are checked."""
+
+    def __init__(self, engine: Runner, classes: int = N_CLASSES):
+        self.engine = engine
+        self.name, self.path, self.config = engine.name, engine.path, engine.config
+        self.classes = classes
+        self._probe()
+
+    def _probe(self) -> None:
+        # Two images (a blank one and a bright square), so batch handling is exercised too.
+        x = np.zeros((2, *INPUT_SHAPE), np.float32)
+        x[1, 8:20, 8:20, 0] = 1.0
+        try:
+            probs = np.asarray(self.engine(x))
+        except DigitlabError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a wrong input shape fails inside the engine
+            raise ModelError(f"{self.path}: the model does not accept (N, 28, 28, 1) float32 input "
+                             f"({_short(exc)})") from None
+        self._check(probs, 2, probe=True)
+
+    def _check(self, probs: np.ndarray, n: int, *, probe: bool = False) -> np.ndarray:
+        if probs.shape != (n, self.classes):
+            raise ModelError(f"{self.path}: the model maps (N, 28, 28, 1) to {tuple(probs.shape[1:])} per image; "
+                             f"expected ({self.classes},) class probabilities")
+        if not np.isfinite(probs).all():
+            raise ModelError(f"{self.path}: the model produced non-finite probabilities (NaN or inf); it is broken "
+                             f"(was it trained with a diverging learning rate?)")
+        if probe and (probs.min() < -0.01 or probs.max() > 1.01
+                      or np.abs(probs.sum(axis=1) - 1).max() > _SUM_TOLERANCE):
+            raise ModelError(f"{self.path}: the model's outputs are not probabilities (each row must lie in [0, 1] "
+                             f"and sum to 1); a model must end in a softmax")
+        return probs
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._check(np.asarray(self.engine(x), dtype=np.float32), len(x))
 
 
 def _short(exc: BaseException) -> str:
@@ -317,34 +291,21 @@ def available(runtime: str) -> bool:
         return False
 
 
-def _onnx_is_current(onnx_file: Path) -> bool:
-    """False when model.onnx was exported from another model.keras than the one beside it."""
-    keras_file = onnx_file.with_name(KERAS_FILE)
-    side = onnx_file.with_name(onnx_file.name + ".json")
-    if not keras_file.is_file() or not side.is_file():
-        return True
-    try:
-        expected = json.loads(side.read_text(encoding="utf-8"))["source_model"]["sha256"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
-    return sha256_file(keras_file) == expected
-
-
 def choose_runtime(model_path: str | Path) -> str:
     """The runtime "auto" picks for `model_path` (a file decides by its suffix)."""
     path = Path(model_path)
     if path.is_file() or path.suffix in _SUFFIX_RUNTIME:
         return _SUFFIX_RUNTIME.get(path.suffix, "keras")
     onnx_file = path / ONNX_FILE
-    if onnx_file.is_file() and available("onnx") and _onnx_is_current(onnx_file):
+    if onnx_file.is_file() and available("onnx") and exported_from(onnx_file, path / MODEL_FILE):
         return "onnx"
-    if not (path / KERAS_FILE).is_file() and (path / TFLITE_FILE).is_file() and available("litert"):
+    if not (path / MODEL_FILE).is_file() and (path / TFLITE_FILE).is_file() and available("litert"):
         return "litert"
     return "keras"
 
 
-def open_runner(model_path: str | Path, runtime: str = "auto", *, threads: int | None = None) -> Runner:
-    """Open the model at `model_path` (a model directory or file) on `runtime`.
+def open_runner(model_path: str | Path, runtime: str = "auto", *, threads: int | None = None) -> CheckedRunner:
+    """Open the model at `model_path` (a model directory or file) on `runtime`, checked.
 
     `runtime` is "auto", "keras", "onnx" or "litert". A directory is looked
     into for model.keras / model.onnx / model.tflite; a file must match its
@@ -369,7 +330,9 @@ def open_runner(model_path: str | Path, runtime: str = "auto", *, threads: int |
         if want is not None and want != runtime:
             raise ModelError(f"{path} is a {want} model ({path.suffix}); it cannot run on the {runtime} runtime")
     if runtime == "onnx":
-        return OnnxRunner(model_file, threads=threads)
-    if runtime == "litert":
-        return LiteRTRunner(model_file, threads=threads)
-    return KerasRunner(model_file)
+        engine: Runner = OnnxRunner(model_file, threads=threads)
+    elif runtime == "litert":
+        engine = LiteRTRunner(model_file, threads=threads)
+    else:
+        engine = KerasRunner(model_file)
+    return CheckedRunner(engine)

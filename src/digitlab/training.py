@@ -14,22 +14,21 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 from . import backend
 from .config import Config
+from .errors import ConfigError, TrainingError
 from .data import MnistData, split_train_val
-from .models import BEST_FILE, MODEL_FILE, average_model, build_model, compile_for_inference
+from .layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MODEL_FILE
+from .models import average_model, build_model, compile_for_inference
 from .preprocess import to_model_input
 from .runs import atomic_path, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
-
-HISTORY_JSON = "history.json"
-HISTORY_CSV = "history.csv"
 
 
 @dataclass
@@ -52,6 +51,11 @@ def make_splits(config: Config, data: MnistData) -> Splits:
     x_tr, y_tr, x_val, y_val = split_train_val(
         x, y, val_fraction=config.val_fraction, seed=config.seed, stratify=config.stratify
     )
+    if config.batch_size > len(x_tr):
+        # A batch larger than the data would be one padded step per epoch at best, and a huge
+        # allocation at worst; it is always a typo.
+        raise ConfigError(f"batch size {config.batch_size:,} is larger than the training set "
+                          f"({len(x_tr):,} images); use at most {len(x_tr):,}")
     return Splits(
         x_train=to_model_input(x_tr, scale=config.scale),
         y_train=y_tr.astype(np.int32),
@@ -147,6 +151,12 @@ def _make_callbacks(run_dir: Path, history: dict[str, list[float]], state: dict[
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             logs = dict(logs or {})
+            losses = [float(logs[k]) for k in ("loss", "val_loss") if k in logs]
+            if not all(math.isfinite(v) for v in losses):
+                # Diverged (too high a learning rate, say): stop, and checkpoint nothing of it.
+                state["diverged"] = (epoch + 1, losses)
+                self.model.stop_training = True
+                return
             for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
                 if key in logs:
                     history.setdefault(key, []).append(float(logs[key]))
@@ -163,21 +173,43 @@ def _make_callbacks(run_dir: Path, history: dict[str, list[float]], state: dict[
     return [RunRecorder()]
 
 
-MEMBERS_DIR = "members"
+def _epoch_logger(log: Callable[[str], None], epochs: int, prefix: str = "") -> Any:
+    """One line per epoch through `log`: the progress report where no progress bar can be drawn."""
+    keras = backend.keras()
+
+    class EpochLogger(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self._t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            logs = logs or {}
+            parts = [f"{prefix}epoch {epoch + 1}/{epochs}"]
+            for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+                if key in logs:
+                    v = float(logs[key])
+                    parts.append(f"{key} {v * 100:.2f}%" if key.endswith("accuracy") else f"{key} {v:.4f}")
+            log("  ".join(parts) + f"  ({time.perf_counter() - self._t0:.1f} s)")
+
+    return EpochLogger()
 
 
 def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
-          callbacks: list[Any] | tuple[Any, ...] = ()) -> TrainResult:
+          callbacks: list[Any] | tuple[Any, ...] = (), log: Callable[[str], None] | None = None,
+          log_prefix: str = "") -> TrainResult:
     """Train `config.preset` on `splits`, writing checkpoints and history to `run_dir`.
 
     Ctrl-C stops training cleanly: if at least one epoch finished, the model
     as it stands is saved (the caller marks the run as interrupted); before
-    that, no model file is written at all. `callbacks` are extra Keras
-    callbacks (run after the recorder). With `config.members > 1` the members
-    are trained one after another (see `train_ensemble`).
+    that, no model file is written at all. A loss that turns NaN/inf stops
+    training with a TrainingError, and nothing of the diverged epoch is saved.
+    `callbacks` are extra Keras callbacks (run after the recorder).
+    `progress` draws Keras' progress bar (default: when stdout is a
+    terminal); without it, `log` (if given) gets one line per epoch. With
+    `config.members > 1` the members are trained one after another (see
+    `train_ensemble`).
     """
     if config.members > 1:
-        return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks)
+        return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log)
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
     steps = math.ceil(len(splits.x_train) / config.batch_size)
@@ -191,6 +223,7 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
     if progress is None:
         progress = sys.stdout.isatty()  # a progress bar on a terminal, quiet in logs/CI
     interrupted = False
+    logger = [_epoch_logger(log, config.epochs, log_prefix)] if log is not None and not progress else []
     t0 = time.perf_counter()
     try:
         model.fit(
@@ -198,13 +231,18 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
             epochs=config.epochs,
             steps_per_epoch=steps,
             validation_data=val_ds,
-            callbacks=[*_make_callbacks(run_dir, history, state), *callbacks],
+            callbacks=[*_make_callbacks(run_dir, history, state), *logger, *callbacks],
             verbose=1 if progress else 0,
             shuffle=False,  # the stream shuffles itself; Keras would only warn
         )
     except KeyboardInterrupt:
         interrupted = True
     train_seconds = time.perf_counter() - t0
+    if "diverged" in state:
+        epoch, losses = state["diverged"]
+        raise TrainingError(
+            f"training diverged in epoch {epoch}: the loss became {', '.join(f'{v:g}' for v in losses)} "
+            f"(learning rate {config.learning_rate:g} too high?); no model of that epoch was saved")
     files: dict[str, Path] = {}
     if one_hot:
         # Saved models are evaluated on integer labels: give them the sparse loss.
@@ -230,7 +268,8 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
 
 
 def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
-                   callbacks: list[Any] | tuple[Any, ...] = ()) -> TrainResult:
+                   callbacks: list[Any] | tuple[Any, ...] = (), log: Callable[[str], None] | None = None
+                   ) -> TrainResult:
     """Train `config.members` models (seeds seed, seed+1, ...) and save their average as the run's model.
 
     Each member keeps its own model, config and history in `members/<i>/`;
@@ -243,11 +282,12 @@ def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progr
     results: list[TrainResult] = []
     t0 = time.perf_counter()
     for i in range(config.members):
-        member_config = config.replace(seed=config.seed + i, members=1, name=f"{MEMBERS_DIR}/{i}")
+        member_config = config.replace(seed=config.seed + i, members=1, name=f"member-{i}")
         member_dir = run_dir / MEMBERS_DIR / str(i)
         member_dir.mkdir(parents=True, exist_ok=True)
         member_config.save(member_dir)
-        result = train(member_config, splits, member_dir, progress=progress, callbacks=callbacks)
+        result = train(member_config, splits, member_dir, progress=progress, callbacks=callbacks, log=log,
+                       log_prefix=f"member {i + 1}/{config.members}  ")
         if result.epochs_completed == 0 or result.interrupted:
             if result.epochs_completed:
                 results.append(result)

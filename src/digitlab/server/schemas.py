@@ -1,0 +1,112 @@
+"""What the API answers and accepts, for the OpenAPI schema (and /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from pydantic import BaseModel, Field
+
+from .settings import MAX_BATCH
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="What went wrong, in a few words.")
+    detail: Any = Field(None, description="Why, in more detail (a string, or a list of validation problems).")
+
+
+class DigitResult(BaseModel):
+    label: Optional[int] = Field(None, description="The predicted digit; null when there is no digit.")
+    confidence: float = Field(description="Probability of the predicted digit (0 when there is no digit).")
+    probabilities: list[float] = Field(description="Ten probabilities for digits 0-9 (empty when there is no digit).")
+    top3: list[tuple[int, float]] = Field(default_factory=list,
+                                          description="The three most likely digits as [digit, probability].")
+    uncertain: bool = Field(description="True when the confidence is below the model's threshold.")
+    no_digit: bool = Field(description="True when the image holds no ink at all (an empty canvas).")
+    box: Optional[list[int]] = Field(None, description="Where the digit is in the input image: [x0, y0, x1, y1].")
+    model_input: Optional[list[list[int]]] = Field(
+        None, description="The 28x28 image the model saw (0-255, white ink on black); only with include_input=true.")
+    source: Optional[str] = None
+
+
+class NumberResult(BaseModel):
+    text: str = Field(description="The digits read left to right ('' when there are none).")
+    digits: list[DigitResult]
+    confidence: float = Field(description="The lowest per-digit confidence.")
+    uncertain: bool
+    no_digit: bool
+    source: Optional[str] = None
+
+
+class BatchItem(BaseModel):
+    index: int
+    filename: Optional[str] = None
+    ok: bool
+    result: Optional[DigitResult] = None
+    error: Optional[str] = Field(None, description="Why this image has no result (the other images still do).")
+    detail: Optional[str] = None
+
+
+class BatchResult(BaseModel):
+    count: int
+    results: list[BatchItem]
+
+
+class Health(BaseModel):
+    status: str
+    model_id: Optional[str] = None
+    preset: Optional[str] = None
+    test_accuracy: Optional[float] = None
+    runtime: Optional[str] = None
+    version: str
+    uptime_s: float
+
+
+class ModelSummary(BaseModel):
+    """What the API tells about the model: never where it lives on the server's disk."""
+
+    model_id: Optional[str] = Field(None, description="First 12 hex digits of the model file's SHA-256.")
+    file: Optional[str] = Field(None, description="The model file's name (no directory).")
+    preset: Optional[str] = None
+    test_accuracy: Optional[float] = None
+    runtime: Optional[str] = None
+    threshold: Optional[float] = Field(None, description="Answers below this confidence are marked uncertain.")
+    digitlab_version: Optional[str] = None
+
+
+class ModelInfo(BaseModel):
+    model: ModelSummary
+    preprocessing: dict[str, Any] = Field(description="What the server accepts and how it turns it into model input.")
+    limits: dict[str, int]
+    version: str
+
+
+IMAGE_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["file"],
+                       "properties": {"file": {"type": "string", "format": "binary",
+                                               "description": "An image file (PNG, JPEG, GIF, BMP, TIFF, WebP)."}}},
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "image/png": {"schema": {"type": "string", "format": "binary"}},
+        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+BATCH_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {"type": "object", "required": ["files"],
+                       "properties": {"files": {"type": "array", "maxItems": MAX_BATCH,
+                                                "items": {"type": "string", "format": "binary"}}}},
+        },
+    },
+}
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "The Host header names another server (DNS rebinding)."},
+    413: {"model": ErrorResponse, "description": "The request body is larger than the limit."},
+    415: {"model": ErrorResponse, "description": "Not an image, a truncated image, or too many pixels."},
+    422: {"model": ErrorResponse, "description": "The request is malformed (e.g. no `file` field)."},
+    500: {"model": ErrorResponse, "description": "An unexpected error (the server log has the details)."},
+}
