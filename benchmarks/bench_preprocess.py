@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -197,7 +196,8 @@ def main() -> None:
         "RSS: peak resident set above its level before the call (sampled every 0.5 ms); traced: tracemalloc "
         "peak (numpy's arrays; Pillow's buffers are not traced). Digits: how many 28x28 inputs came out (none empty).",
         "",
-        "| image | MP | mode (decoded MB) | decode ms | find_digit ms | RSS + MB | traced MB | segment_digits ms | RSS + MB | traced MB | digits (find / segment) |",
+        "| image | MP | mode (decoded MB) | decode ms | find_digit ms | RSS + MB | traced MB "
+        "| segment_digits ms | RSS + MB | traced MB | digits (find / segment) |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:

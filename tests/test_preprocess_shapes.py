@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from digitlab.preprocess import MAX_PIXELS, WORK_SIDE, find_digit, segment_digits
-from digitlab.preprocess import colour, fit, ink, ndimage, segment
+from digitlab.preprocess import MAX_PIXELS, WORK_SIDE, colour, find_digit, fit, ink, ndimage, segment, segment_digits
 
 
 def shape_image(kind: str, n: int, dark_on_light: bool = True) -> Image.Image:

@@ -15,10 +15,9 @@ Only numpy and Pillow are used, so prediction never has to import anything
 heavier than the inference runtime.
 """
 
-from .colour import detect_polarity, to_grayscale, to_grayscale_ink
+from .colour import MIN_WORK_SIDE, WORK_SIDE, detect_polarity, to_grayscale, to_grayscale_ink
 from .digits import Box, find_digit, normalize_digit, segment_digits
 from .fit import COM_TARGET, FIELD, FIT_BOX, THIN_ABOVE, fit_to_mnist, is_mnist_like
-from .colour import MIN_WORK_SIDE, WORK_SIDE
 from .ink import InkMap, clean_ink
 from .loading import IMAGE_EXTENSIONS, MAX_BYTES, MAX_PIXELS, ImageSource, load_image
 from .model_input import MNIST_SCALE, to_model_input

@@ -117,7 +117,7 @@ def fit_to_mnist(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return np.round(out * 255.0).astype(np.uint8)
 
 
-def is_mnist_like(img: "Image.Image | np.ndarray") -> bool:
+def is_mnist_like(img: Image.Image | np.ndarray) -> bool:
     """A 28x28 single-channel image that already looks like MNIST: white on
     black, a dark border, the ink within about 20x20 and centred. Such images
     are given to the model unchanged."""

@@ -11,9 +11,10 @@ import io
 import os
 import re
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, Union
+from typing import IO, Any, Union
 
 import numpy as np
 from PIL import Image, ImageOps

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -27,7 +27,7 @@ class Part:
     def h(self) -> int:
         return self.y1 - self.y0
 
-    def join(self, other: "Part") -> "Part":
+    def join(self, other: Part) -> Part:
         return Part(self.ids + other.ids, min(self.x0, other.x0), min(self.y0, other.y0),
                     max(self.x1, other.x1), max(self.y1, other.y1), self.area + other.area)
 
