@@ -49,6 +49,10 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_predict.py --write
 	$(BIN)/python benchmarks/bench_runtimes.py --write
 	$(BIN)/python benchmarks/bench_server.py --write
+	$(BIN)/python benchmarks/bench_preprocess.py --write
+	$(BIN)/python benchmarks/bench_corruptions.py --montage docs/corruptions.png --write
+	$(BIN)/python benchmarks/bench_nondigits.py --montage docs/nondigits.png --write
+	$(BIN)/python benchmarks/bench_style.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info
