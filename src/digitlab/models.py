@@ -64,25 +64,50 @@ def _conv_bn_relu(x: Any, filters: int, *, kernel: int = 3, strides: int = 1) ->
     return layers.ReLU()(x)
 
 
-def _fast_cnn(config: "Config") -> "keras.Model":
-    """Small BN CNN (66,986 parameters): Conv32 5x5/2 -> Conv64 -> Conv64 -> pool -> Dense10, all BN-ReLU.
+def _probabilities(x: Any) -> Any:
+    """The Dense10-softmax head, always in float32: softmax and the loss lose too much in bfloat16."""
+    return backend.keras().layers.Dense(10, activation="softmax", name="probabilities", dtype="float32")(x)
 
-    The strided 5x5 first layer works on 12x12 maps instead of 26x26: ~8.9
-    MFLOP per image forward, with batch norm so a short OneCycle run converges
-    (measured on the validation split: 99.23% after 5 epochs; without BN or
-    with a 3x3 full-resolution first layer it was slower per accuracy).
+
+def _fast_cnn(config: "Config") -> "keras.Model":
+    """Tiny CNN (212,682 parameters, 1.5 MFLOP/image): Conv16 5x5/2 -> Conv32 3x3 -> pool -> Dense256 -> Dense10.
+
+    A run of a few seconds on a CPU is limited by the cost per image, so: a
+    strided first layer (12x12 maps, no 24x24 maps to pool), no batch norm
+    (Keras' is unfused: +65% CPU per step and no gain after 1-2 epochs, measured),
+    channel counts that are multiples of 16 (oneDNN's blocking). On validation
+    after 2 epochs it matches the published one-epoch net (Conv24 5x5 -> pool ->
+    Conv32 -> pool -> Dense256: 99.08% both) at ~60% of its CPU time.
     """
     keras = backend.keras()
     layers = keras.layers
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 1), name="image")
-    x = _conv_bn_relu(inputs, 32, kernel=5, strides=2)
-    x = _conv_bn_relu(x, 64)
-    x = _conv_bn_relu(x, 64)
+    x = layers.Conv2D(16, 5, strides=2, activation="relu")(inputs)
+    x = layers.Conv2D(32, 3, activation="relu")(x)
     x = layers.MaxPooling2D((2, 2))(x)
     x = layers.Flatten()(x)
-    outputs = layers.Dense(10, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="fast")
+    x = layers.Dense(256, activation="relu")(x)
+    return keras.Model(inputs, _probabilities(x), name="fast")
+
+
+def _balanced_cnn(config: "Config") -> "keras.Model":
+    """Small CNN (431,754 parameters, 4.7 MFLOP/image): Conv32 5x5/2 -> Conv64 3x3 -> pool -> Dense256 -> Dense10.
+
+    `fast`'s shape with twice the channels: with augmentation and 12 epochs it
+    reaches 99.48% validation accuracy (2 seeds) where `fast`'s width stops
+    near 99.35%; no batch norm, for the same reason as `fast`.
+    """
+    keras = backend.keras()
+    layers = keras.layers
+    size = config.image_size
+    inputs = keras.Input(shape=(size, size, 1), name="image")
+    x = layers.Conv2D(32, 5, strides=2, activation="relu")(inputs)
+    x = layers.Conv2D(64, 3, activation="relu")(x)
+    x = layers.MaxPooling2D((2, 2))(x)
+    x = layers.Flatten()(x)
+    x = layers.Dense(256, activation="relu")(x)
+    return keras.Model(inputs, _probabilities(x), name="balanced")
 
 
 def _strong_cnn(config: "Config") -> "keras.Model":
@@ -126,12 +151,21 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
         "fast": Preset(
             name="fast",
-            description="small BN CNN (Conv32 5x5/2-Conv64-Conv64-Dense10), ±1.5 px shifts, OneCycle, batch 256, 5 epochs",
+            description="tiny CNN (Conv16 5x5/2-Conv32-Dense256), 2 epochs, batch 256, OneCycle 1e-2, bfloat16",
             build=_fast_cnn,
-            # batch 256: fewer steps (less per-step overhead on 2 cores) while 5 epochs still give
-            # ~940 steps; peak LR 5e-3 with BN; shifts only (rotation/zoom cost accuracy at 5 epochs).
-            defaults={"epochs": 5, "batch_size": 256, "learning_rate": 5e-3, "schedule": "onecycle", "warmup": 0.2,
-                      "shift": 1.5},
+            # The published one-epoch recipe (Adam 1e-2, betas 0.7/0.9, OneCycle, batch 256), run for 2 epochs:
+            # one epoch stays at 98.6-98.9% validation whatever the width, lr, batch or warm-up (measured).
+            defaults={"epochs": 2, "batch_size": 256, "learning_rate": 1e-2, "schedule": "onecycle", "warmup": 0.2,
+                      "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16"},
+        ),
+        "balanced": Preset(
+            name="balanced",
+            description="small CNN (Conv32 5x5/2-Conv64-Dense256), shifts/rotations/zoom, 12 epochs, OneCycle 3e-3, bfloat16",
+            build=_balanced_cnn,
+            # Peak LR 3e-3 (99.48% validation) against 5e-3 (99.45%) and 1e-2 (99.40%), 12 epochs, 2 seeds each.
+            defaults={"epochs": 12, "batch_size": 256, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
+                      "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16",
+                      "shift": 2.0, "rotation": 10.0, "zoom": 0.1},
         ),
         "strong": Preset(
             name="strong",
@@ -203,6 +237,38 @@ def compile_for_inference(model: "keras.Model") -> "keras.Model":
     return model
 
 
+def build_network(config: "Config", precision: str | None = None) -> "keras.Model":
+    """The preset's network, uncompiled, its layers computing in `precision` (default: the config's).
+
+    Keras reads the dtype policy when a layer is created, so the policy is set
+    around the builder only and restored after it.
+    """
+    keras = backend.keras()
+    precision = precision or config.precision
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return PRESETS[config.preset].build(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def float32_copy(model: "keras.Model", config: "Config") -> "keras.Model":
+    """`model` itself if it computes in float32, else a float32 twin with its weights (compiled for inference).
+
+    What gets saved, evaluated and exported is always float32, so a model trained
+    in mixed bfloat16 exports exactly (the parity check compares float32 to float32).
+    """
+    if all(layer.dtype_policy.compute_dtype == "float32" for layer in model._flatten_layers()):
+        return model
+    twin = build_network(config, "float32")
+    twin.set_weights(model.get_weights())
+    compile_for_inference(twin)
+    # Built now, so the saved file holds a complete (unused) optimizer and loading it warns about nothing.
+    twin.optimizer.build(twin.trainable_variables)
+    return twin
+
+
 def build_model(config: "Config", steps_per_epoch: int | None = None) -> "keras.Model":
     """Build and compile the model of `config.preset` (seeded by the caller).
 
@@ -210,12 +276,13 @@ def build_model(config: "Config", steps_per_epoch: int | None = None) -> "keras.
     """
     keras = backend.keras()
 
-    model = PRESETS[config.preset].build(config)
+    model = build_network(config)
     lr = learning_rate(config, steps_per_epoch)
+    betas = {"beta_1": config.beta_1, "beta_2": config.beta_2}
     if config.weight_decay > 0:
-        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay)
+        optimizer = keras.optimizers.AdamW(learning_rate=lr, weight_decay=config.weight_decay, **betas)
     else:
-        optimizer = keras.optimizers.Adam(learning_rate=lr)
+        optimizer = keras.optimizers.Adam(learning_rate=lr, **betas)
     model.compile(optimizer=optimizer, loss=training_loss(config), metrics=["accuracy"])
     return model
 

@@ -21,7 +21,7 @@ import numpy as np
 from . import backend
 from .config import Config
 from .data import MnistData, split_train_val
-from .models import BEST_FILE, MODEL_FILE, average_model, build_model, compile_for_inference
+from .models import BEST_FILE, MODEL_FILE, average_model, build_model, compile_for_inference, float32_copy
 from .preprocess import to_model_input
 from .runs import atomic_path, atomic_write_json, atomic_write_text
 
@@ -206,16 +206,18 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         interrupted = True
     train_seconds = time.perf_counter() - t0
     files: dict[str, Path] = {}
-    if one_hot:
-        # Saved models are evaluated on integer labels: give them the sparse loss.
-        compile_for_inference(model)
+    # Saved models compute in float32 and are evaluated on integer labels (sparse loss), whatever
+    # arithmetic and targets trained them.
+    convert = one_hot or config.precision != "float32"
+    if convert:
+        model = compile_for_inference(float32_copy(model, config))
     if state["epochs_completed"] > 0:
         files["model"] = save_model(model, run_dir / MODEL_FILE)
         if (run_dir / BEST_FILE).exists():
-            if one_hot:
+            if convert:
                 keras = backend.keras()
-                best = compile_for_inference(keras.models.load_model(run_dir / BEST_FILE, compile=False))
-                save_model(best, run_dir / BEST_FILE)
+                best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
+                save_model(compile_for_inference(float32_copy(best, config)), run_dir / BEST_FILE)
             files["best"] = run_dir / BEST_FILE
         files["history"] = run_dir / HISTORY_JSON
     return TrainResult(
