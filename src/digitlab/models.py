@@ -92,17 +92,19 @@ def _fast_cnn(config: "Config") -> "keras.Model":
 
 
 def _balanced_cnn(config: "Config") -> "keras.Model":
-    """Small CNN (431,754 parameters, 4.7 MFLOP/image): Conv32 5x5/2 -> Conv64 3x3 -> pool -> Dense256 -> Dense10.
+    """Small CNN (431,754 parameters, 5.4 MFLOP/image): Conv32 5x5 -> pool -> Conv64 3x3 -> pool -> Dense256 -> Dense10.
 
-    `fast`'s shape with twice the channels: with augmentation and 12 epochs it
-    reaches 99.48% validation accuracy (2 seeds) where `fast`'s width stops
-    near 99.35%; no batch norm, for the same reason as `fast`.
+    The published one-epoch net's shape with wider convolutions. With augmentation
+    and 12 epochs it reached 99.49% validation accuracy (2 seeds), against 99.45%
+    for the strided `fast` shape at the same width and ~99.4% for narrower nets;
+    no batch norm, for the same reason as `fast`.
     """
     keras = backend.keras()
     layers = keras.layers
     size = config.image_size
     inputs = keras.Input(shape=(size, size, 1), name="image")
-    x = layers.Conv2D(32, 5, strides=2, activation="relu")(inputs)
+    x = layers.Conv2D(32, 5, activation="relu")(inputs)
+    x = layers.MaxPooling2D((2, 2))(x)
     x = layers.Conv2D(64, 3, activation="relu")(x)
     x = layers.MaxPooling2D((2, 2))(x)
     x = layers.Flatten()(x)
@@ -114,8 +116,8 @@ def _strong_cnn(config: "Config") -> "keras.Model":
     """BN CNN (198,442 parameters): [Conv32-BN-ReLU]x2 -> pool -> [Conv64-BN-ReLU]x2 -> pool -> Dense128-BN-ReLU -> Dense10.
 
     'valid' padding keeps the maps small (26-24-12-10-8-4): ~19.6 MFLOP per image
-    forward. Its accuracy comes from the recipe (augmentation, schedule, label
-    smoothing; see the preset's defaults), not from size.
+    forward (0.1 ms per image on ONNX Runtime). Its accuracy comes from the recipe
+    (augmentation, schedule, 20 epochs; see the preset's defaults), not from size.
     """
     keras = backend.keras()
     layers = keras.layers
@@ -131,14 +133,22 @@ def _strong_cnn(config: "Config") -> "keras.Model":
     x = layers.Dense(128, use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
-    outputs = layers.Dense(10, activation="softmax", name="probabilities")(x)
-    return keras.Model(inputs, outputs, name="strong")
+    return keras.Model(inputs, _probabilities(x), name="strong")
 
 
-# The strong recipe, shared by `strong` and `ensemble` (whose members are strong models).
+# No label smoothing: it hurts calibrated confidence (issue 9). Measured on validation (bfloat16, means
+# of 2 seeds): 10 epochs 99.52%, 20 epochs 99.55%; 10 epochs with smoothing 0.1 reached 99.58% (3 seeds)
+# in half the time, within the noise of 12,000 validation images (+-0.06%) and not worth the calibration.
 _STRONG_RECIPE: Mapping[str, Any] = {
-    "epochs": 10, "batch_size": 128, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
-    "label_smoothing": 0.1, "shift": 2.0, "rotation": 10.0, "zoom": 0.1,
+    "epochs": 20, "batch_size": 128, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
+    "shift": 2.0, "rotation": 10.0, "zoom": 0.1, "precision": "mixed_bfloat16",
+}
+
+# Peak LR 5e-3: 99.49% validation against 99.45% with 1e-2 (12 epochs, 2 seeds each); the strided
+# first layer of `fast` at the same width reached 99.45%.
+_BALANCED_RECIPE: Mapping[str, Any] = {
+    "epochs": 12, "batch_size": 256, "learning_rate": 5e-3, "schedule": "onecycle", "warmup": 0.2,
+    "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16", "shift": 2.0, "rotation": 10.0, "zoom": 0.1,
 }
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
@@ -160,24 +170,24 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
         "balanced": Preset(
             name="balanced",
-            description="small CNN (Conv32 5x5/2-Conv64-Dense256), shifts/rotations/zoom, 12 epochs, OneCycle 3e-3, bfloat16",
+            description="small CNN (Conv32 5x5-Pool-Conv64-Pool-Dense256), shifts/rotations/zoom, 12 epochs, OneCycle 5e-3, bfloat16",
             build=_balanced_cnn,
-            # Peak LR 3e-3 (99.48% validation) against 5e-3 (99.45%) and 1e-2 (99.40%), 12 epochs, 2 seeds each.
-            defaults={"epochs": 12, "batch_size": 256, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
-                      "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16",
-                      "shift": 2.0, "rotation": 10.0, "zoom": 0.1},
+            defaults=dict(_BALANCED_RECIPE),
         ),
         "strong": Preset(
             name="strong",
-            description="BN CNN 32-32-64-64-Dense128, shifts/rotations/zoom, OneCycle, label smoothing 0.1, 10 epochs",
+            description="BN CNN 32-32-64-64-Dense128, shifts/rotations/zoom, 20 epochs, OneCycle 3e-3, bfloat16",
             build=_strong_cnn,
             defaults=dict(_STRONG_RECIPE),
         ),
         "ensemble": Preset(
             name="ensemble",
-            description="N strong models (--members, default 5) with seeds seed..seed+N-1, averaged (soft vote) in one model",
-            build=_strong_cnn,
-            defaults={**_STRONG_RECIPE, "members": 5},
+            description="N balanced networks (--members, default 3; seeds seed..seed+N-1), 30 epochs each, averaged (soft vote) in one model",
+            build=_balanced_cnn,
+            # Small members: the soft vote's cost per image is the sum of theirs (3 x 5.4 MFLOP, ~0.14 ms
+            # on ONNX Runtime, against 3 x 19.7 MFLOP and ~0.3 ms for strong members). Validation accuracy:
+            # members 99.54% (30 epochs) against 99.49% (12), their 3-vote 99.62%; 2 strong seeds vote 99.61%.
+            defaults={**_BALANCED_RECIPE, "epochs": 30, "members": 3},
         ),
     }
 )
