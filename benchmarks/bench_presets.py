@@ -460,8 +460,9 @@ def plot(results: dict[str, list[dict]], path: Path) -> Path:
                 ax.plot(xs, ys, marker="o", ms=3, ls="--" if preset == PEER else "-", **style)
     for t in THRESHOLDS:
         ax.axhline(100 * t, color="black", lw=0.5, ls=":")
-    ax.axvline(GOAL_FAST[2], color="tab:blue", lw=0.6, ls=":")
-    ax.axvline(GOAL_995[1], color="tab:green", lw=0.6, ls=":")
+    for seconds, color, label in ((GOAL_FAST[2], "tab:blue", "99.0% goal"), (GOAL_995[1], "tab:green", "99.5% goal")):
+        ax.axvline(seconds, color=color, lw=0.6, ls=":")
+        ax.text(seconds * 1.03, 98.05, f"{seconds:g} s: {label}", color=color, fontsize=8, rotation=90, va="bottom")
     ax.set_xscale("log")
     ax.set_ylim(98.0, 100)
     ax.set_xlabel("training time (s, log scale; test evaluation excluded)")
