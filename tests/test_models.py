@@ -9,7 +9,7 @@ from digitlab.preprocess import to_model_input
 
 def test_seed_model_is_the_tutorials_cnn():
     model = build_model(make_config("seed"))
-    layers = [(type(l).__name__, l.count_params()) for l in model.layers]
+    layers = [(type(layer).__name__, layer.count_params()) for layer in model.layers]
     assert layers == [
         ("Conv2D", 320), ("MaxPooling2D", 0), ("Conv2D", 18496), ("MaxPooling2D", 0),
         ("Flatten", 0), ("Dense", 102464), ("Dense", 650),

@@ -42,7 +42,7 @@ def test_presets_are_listed_by_the_cli():
     listed = runner.invoke(app, ["presets"])
     assert listed.exit_code == 0
     helped = runner.invoke(app, ["train", "--help"], terminal_width=400)
-    for name in ("seed", "fast", "strong", "ensemble"):
+    for name in PRESETS:
         assert f"{name}: " in listed.output and name in helped.output
     assert "--members" in helped.output
     assert describe_presets().count("\n") == len(PRESETS) - 1
@@ -52,9 +52,46 @@ def test_seed_preset_stays_the_tutorial():
     c = make_config("seed")
     assert (c.schedule, c.learning_rate, c.label_smoothing, c.shift, c.rotation, c.zoom, c.members,
             c.weight_decay, c.epochs, c.batch_size) == ("constant", 1e-3, 0.0, 0.0, 0.0, 0.0, 1, 0.0, 10, 128)
+    assert (c.beta_1, c.beta_2, c.precision) == (0.9, 0.999, "float32")  # Keras' Adam, float32 throughout
     model = build_model(c)
     assert type(model.optimizer).__name__ == "Adam" and float(model.optimizer.learning_rate) == pytest.approx(1e-3)
+    assert (float(model.optimizer.beta_1), float(model.optimizer.beta_2)) == pytest.approx((0.9, 0.999))
     assert model.loss == "sparse_categorical_crossentropy"
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+
+def test_fast_preset_learns_in_two_epochs(mnist, tmp_path):
+    """The `fast` recipe as shipped (bfloat16, 2 epochs, OneCycle) on 6,000 images; scored on MNIST test digits."""
+    from digitlab.evaluate import predict_proba
+    from digitlab.training import make_splits, train
+
+    config = make_config("fast", limit=6000, out=str(tmp_path))
+    assert config.precision == "mixed_bfloat16" and config.epochs == 2
+    result = train(config, make_splits(config, mnist), tmp_path, progress=False)
+    probs = predict_proba(result.model, mnist.x_test[:2000])
+    accuracy = float((probs.argmax(1) == mnist.y_test[:2000]).mean())
+    assert accuracy >= 0.93, accuracy  # 0.96-0.97 measured; chance is 0.1, a broken recipe stays far below
+
+
+def test_bfloat16_training_saves_an_exact_float32_model(mnist, tmp_path):
+    """Mixed-precision training, float32 model on disk: loading and ONNX export (parity-checked) are exact."""
+    from digitlab.export import export_model
+    from digitlab.models import load_model
+    from digitlab.runtimes import open_runner
+    from digitlab.training import train
+
+    config = make_config("fast", limit=512, epochs=1, batch_size=64, out=str(tmp_path))
+    config.save(tmp_path)
+    result = train(config, _tiny_splits(mnist, 512), tmp_path, progress=False)
+    loaded, _ = load_model(tmp_path)
+    best, _ = load_model(tmp_path / "best.keras")
+    for model in (result.model, loaded, best):
+        assert {layer.dtype_policy.compute_dtype for layer in model._flatten_layers()} == {"float32"}
+        assert model.loss == "sparse_categorical_crossentropy"
+    x = _tiny_splits(mnist, 512).x_val[:32]
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), result.model.predict(x, verbose=0))
+    onnx = open_runner(export_model(tmp_path, "onnx"), "onnx")  # export raises if ONNX and Keras disagree
+    np.testing.assert_allclose(onnx(x), result.model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_new_fields_round_trip_and_validate(tmp_path):
@@ -65,9 +102,11 @@ def test_new_fields_round_trip_and_validate(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["label_smoothing"] == c.label_smoothing
     # An old config.json without the new fields still loads, with the tutorial's values.
     old = {k: v for k, v in make_config("seed").to_dict().items()
-           if k not in ("schedule", "warmup", "label_smoothing", "shift", "rotation", "zoom", "members", "weight_decay")}
+           if k not in ("schedule", "warmup", "label_smoothing", "shift", "rotation", "zoom", "members", "weight_decay",
+                        "beta_1", "beta_2", "precision")}
     assert Config.from_dict(old) == make_config("seed")
-    for bad in ({"schedule": "step"}, {"members": 0}, {"label_smoothing": 1.0}, {"rotation": -1.0}, {"warmup": 1.5}):
+    for bad in ({"schedule": "step"}, {"members": 0}, {"label_smoothing": 1.0}, {"rotation": -1.0}, {"warmup": 1.5},
+                {"beta_1": 1.0}, {"beta_2": -0.1}, {"precision": "float16"}):
         with pytest.raises(ConfigError):
             make_config("strong", **bad)
 
@@ -96,7 +135,7 @@ def test_augmentation_runs_in_the_stream_not_in_the_model(mnist, tmp_path):
     # ... while the trained model holds no random layers and is deterministic at inference.
     config = make_config("strong", limit=256, epochs=1, batch_size=64)
     model = train(config, splits, tmp_path, progress=False).model
-    assert not [l for l in model._flatten_layers() if type(l).__name__.startswith("Random")]
+    assert not [la for la in model._flatten_layers() if type(la).__name__.startswith("Random")]
     x = splits.x_val[:8]
     np.testing.assert_array_equal(model.predict(x, verbose=0), model.predict(x, verbose=0))
 

@@ -25,10 +25,19 @@ class Preset:
     defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
-# The strong recipe, shared by `strong` and `ensemble` (whose members are strong models).
+# No label smoothing: it hurts calibrated confidence (issue 9). Measured on validation (bfloat16, means
+# of 2 seeds): 10 epochs 99.52%, 20 epochs 99.55%; 10 epochs with smoothing 0.1 reached 99.58% (3 seeds)
+# in half the time, within the noise of 12,000 validation images (+-0.06%) and not worth the calibration.
 _STRONG_RECIPE: Mapping[str, Any] = {
-    "epochs": 10, "batch_size": 128, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
-    "label_smoothing": 0.1, "shift": 2.0, "rotation": 10.0, "zoom": 0.1,
+    "epochs": 20, "batch_size": 128, "learning_rate": 3e-3, "schedule": "onecycle", "warmup": 0.2,
+    "shift": 2.0, "rotation": 10.0, "zoom": 0.1, "precision": "mixed_bfloat16",
+}
+
+# Peak LR 5e-3: 99.49% validation against 99.45% with 1e-2 (12 epochs, 2 seeds each); the strided
+# first layer of `fast` at the same width reached 99.45%.
+_BALANCED_RECIPE: Mapping[str, Any] = {
+    "epochs": 12, "batch_size": 256, "learning_rate": 5e-3, "schedule": "onecycle", "warmup": 0.2,
+    "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16", "shift": 2.0, "rotation": 10.0, "zoom": 0.1,
 }
 
 PRESETS: Mapping[str, Preset] = MappingProxyType(
@@ -41,24 +50,35 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
         ),
         "fast": Preset(
             name="fast",
-            description="small BN CNN (Conv32 5x5/2-Conv64-Conv64-Dense10), ±1.5 px shifts, OneCycle, batch 256, 5 epochs",
+            description="tiny CNN (Conv16 5x5/2-Conv32-Dense256), 2 epochs, batch 256, OneCycle 1e-2, bfloat16",
             architecture="fast",
-            # batch 256: fewer steps (less per-step overhead on 2 cores) while 5 epochs still give
-            # ~940 steps; peak LR 5e-3 with BN; shifts only (rotation/zoom cost accuracy at 5 epochs).
-            defaults={"epochs": 5, "batch_size": 256, "learning_rate": 5e-3, "schedule": "onecycle", "warmup": 0.2,
-                      "shift": 1.5},
+            # The published one-epoch recipe (Adam 1e-2, betas 0.7/0.9, OneCycle, batch 256), run for 2 epochs:
+            # one epoch stays at 98.6-98.9% validation whatever the width, lr, batch or warm-up (measured).
+            defaults={"epochs": 2, "batch_size": 256, "learning_rate": 1e-2, "schedule": "onecycle", "warmup": 0.2,
+                      "beta_1": 0.7, "beta_2": 0.9, "precision": "mixed_bfloat16"},
+        ),
+        "balanced": Preset(
+            name="balanced",
+            description="small CNN (Conv32 5x5-Pool-Conv64-Pool-Dense256), shifts/rotations/zoom, 12 epochs, "
+                        "OneCycle 5e-3, bfloat16",
+            architecture="balanced",
+            defaults=dict(_BALANCED_RECIPE),
         ),
         "strong": Preset(
             name="strong",
-            description="BN CNN 32-32-64-64-Dense128, shifts/rotations/zoom, OneCycle, label smoothing 0.1, 10 epochs",
+            description="BN CNN 32-32-64-64-Dense128, shifts/rotations/zoom, 20 epochs, OneCycle 3e-3, bfloat16",
             architecture="strong",
             defaults=dict(_STRONG_RECIPE),
         ),
         "ensemble": Preset(
             name="ensemble",
-            description="N strong models (--members, default 5) with seeds seed..seed+N-1, averaged (soft vote) in one model",
-            architecture="strong",
-            defaults={**_STRONG_RECIPE, "members": 5},
+            description="N balanced networks (--members, default 3; seeds seed..seed+N-1), 30 epochs each, "
+                        "averaged (soft vote) in one model",
+            architecture="balanced",
+            # Small members: the soft vote's cost per image is the sum of theirs (3 x 5.4 MFLOP, ~0.14 ms
+            # on ONNX Runtime, against 3 x 19.7 MFLOP and ~0.3 ms for strong members). Validation accuracy:
+            # members 99.54% (30 epochs) against 99.49% (12), their 3-vote 99.62%; 2 strong seeds vote 99.61%.
+            defaults={**_BALANCED_RECIPE, "epochs": 30, "members": 3},
         ),
     }
 )

@@ -12,18 +12,19 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import backend
 from .config import Config
-from .errors import ConfigError, TrainingError
 from .data import MnistData, split_train_val
+from .errors import ConfigError, TrainingError
 from .layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MODEL_FILE
-from .models import average_model, build_model, compile_for_inference
+from .models import average_model, build_model, compile_for_inference, float32_copy
 from .preprocess import to_model_input
 from .runs import atomic_path, atomic_write_json, atomic_write_text
 
@@ -70,7 +71,7 @@ def make_splits(config: Config, data: MnistData) -> Splits:
 class TrainResult:
     """What training produced; files are already written to `run_dir`."""
 
-    model: "keras.Model"
+    model: keras.Model
     history: dict[str, list[float]]
     train_seconds: float
     epochs_completed: int
@@ -121,7 +122,7 @@ def _eval_stream(x: np.ndarray, y: np.ndarray, batch_size: int, *, one_hot: bool
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def save_model(model: "keras.Model", path: Path) -> Path:
+def save_model(model: keras.Model, path: Path) -> Path:
     """Save a .keras file atomically (temp file in the same dir, then rename)."""
     with atomic_path(path) as tmp:
         model.save(tmp)
@@ -244,16 +245,18 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
             f"training diverged in epoch {epoch}: the loss became {', '.join(f'{v:g}' for v in losses)} "
             f"(learning rate {config.learning_rate:g} too high?); no model of that epoch was saved")
     files: dict[str, Path] = {}
-    if one_hot:
-        # Saved models are evaluated on integer labels: give them the sparse loss.
-        compile_for_inference(model)
+    # Saved models compute in float32 and are evaluated on integer labels (sparse loss), whatever
+    # arithmetic and targets trained them.
+    convert = one_hot or config.precision != "float32"
+    if convert:
+        model = compile_for_inference(float32_copy(model, config))
     if state["epochs_completed"] > 0:
         files["model"] = save_model(model, run_dir / MODEL_FILE)
         if (run_dir / BEST_FILE).exists():
-            if one_hot:
+            if convert:
                 keras = backend.keras()
-                best = compile_for_inference(keras.models.load_model(run_dir / BEST_FILE, compile=False))
-                save_model(best, run_dir / BEST_FILE)
+                best = keras.models.load_model(run_dir / BEST_FILE, compile=False)
+                save_model(compile_for_inference(float32_copy(best, config)), run_dir / BEST_FILE)
             files["best"] = run_dir / BEST_FILE
         files["history"] = run_dir / HISTORY_JSON
     return TrainResult(
