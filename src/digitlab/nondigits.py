@@ -111,19 +111,20 @@ def font_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "mpl-data", "fonts", "ttf")
 
 
-def generate(split: str, n: int, seed: int = 0) -> list[NonDigit]:
+def generate(split: str, n: int, seed: int = 0, start: int = 0) -> list[NonDigit]:
     """`n` non-digit images of `split` ("calibration" or "heldout"), the same for the same seed.
 
     Categories take turns (image i is `CATEGORIES[i % 6]`) and image i depends only on
-    (seed, split, i), so a smaller n gives a prefix of a larger one.
+    (seed, split, i), so a smaller n gives a prefix of a larger one, and `start` gives images
+    start, ..., start + n - 1 of the same sequence (a large set drawn a chunk at a time).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
-    if n < 0:
-        raise ValueError(f"n must be >= 0 (got {n})")
+    if n < 0 or start < 0:
+        raise ValueError(f"n and start must be >= 0 (got {n}, {start})")
     gen = _Generator(split)
     return [gen.item(np.random.default_rng([seed, _SPLITS[split]["key"], i]), CATEGORIES[i % len(CATEGORIES)])
-            for i in range(n)]
+            for i in range(start, start + n)]
 
 
 class _Generator:
