@@ -276,9 +276,13 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     with `temperature`, `uncertain_below` and `not_digit_above` filled in, and
     a JSON-ready summary (validation NLL and ECE before and after, the share of
     validation digits each threshold flags). The thresholds are read off the
-    calibrated model's own float32 output, as every runtime will give it.
+    calibrated model's own float32 output, as every runtime will give it. The
+    not-a-digit threshold holds for the validation digits both as MNIST arrays
+    and as users' files read back through preprocessing (`ood.rendered_digits`):
+    it is the higher of the two.
     """
-    from .ood import not_digit_score, not_digit_threshold, uncertain_threshold
+    from .ood import RENDERED_DIGITS, not_digit_score, not_digit_threshold, rendered_digits, uncertain_threshold
+    from .preprocess import to_model_input
 
     y = np.asarray(y_val)
     base = without_temperature(model)
@@ -286,11 +290,17 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     temperature = fit_temperature(raw, y)
     calibrated = with_temperature(base, temperature)
     probs = predict(calibrated, x_val)
+    pixels = np.round(np.asarray(x_val)[..., 0] / config.scale).astype(np.uint8)
+    as_files = predict(calibrated, to_model_input(rendered_digits(pixels, RENDERED_DIGITS, seed=config.seed),
+                                                  scale=config.scale))
     unsure = uncertain_threshold(probs)
-    not_digit = not_digit_threshold(probs)
+    not_digit = max(not_digit_threshold(probs), not_digit_threshold(as_files))
     config = config.replace(temperature=temperature, uncertain_below=unsure, not_digit_above=not_digit)
-    flagged_unsure = probs.max(axis=1) < unsure
-    flagged_other = not_digit_score(probs) > not_digit
+
+    def flagged(p: np.ndarray) -> dict[str, float]:
+        a, b = p.max(axis=1) < unsure, not_digit_score(p) > not_digit
+        return {"flagged_uncertain": float(a.mean()), "flagged_not_digit": float(b.mean()), "flagged": float((a | b).mean())}
+
     summary = {
         "temperature": temperature,
         "uncertain_below": unsure,
@@ -299,8 +309,8 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
         "validation": {
             "nll_before": nll(raw, y), "nll_after": nll(probs, y),
             "ece_before": expected_calibration_error(raw, y), "ece_after": expected_calibration_error(probs, y),
-            "flagged_uncertain": float(flagged_unsure.mean()), "flagged_not_digit": float(flagged_other.mean()),
-            "flagged": float((flagged_unsure | flagged_other).mean()),
+            **flagged(probs),
         },
+        "validation_as_files": {"n": int(len(as_files)), **flagged(as_files)},
     }
     return calibrated, config, summary

@@ -82,6 +82,11 @@ class Config:
     # How many non-digit images outlier exposure draws (about 10 ms each to draw and preprocess);
     # used only when outlier_exposure > 0.
     outlier_images: int = 20_000
+    # Training digits also drawn as users' files (the non-digits' renderings: paper, canvas, photo)
+    # and read back through the prediction preprocessing, added to the training set: the model then
+    # learns digits as preprocessing delivers them (cropped, thinned, resampled), not only MNIST's
+    # arrays. 0 = off (the tutorial's data).
+    rendered_digits: int = 0
 
     # --- preprocessing contract (what a model expects as input) --------------
     image_size: int = 28  # MNIST resolution; models take (N, 28, 28, 1)
@@ -142,6 +147,8 @@ class Config:
              f"outlier exposure must be a number in [0, 10] (got {self.outlier_exposure!r})")
         need(100 <= self.outlier_images <= 1_000_000,
              f"outlier images must be an integer between 100 and 1,000,000 (got {self.outlier_images!r})")
+        need(0 <= self.rendered_digits <= 1_000_000,
+             f"rendered digits must be an integer between 0 and 1,000,000 (got {self.rendered_digits!r})")
         need(self.temperature is None or 0.0 < self.temperature <= 100.0,
              f"temperature must be a number in (0, 100] or none (got {self.temperature!r})")
         for name in ("uncertain_below", "not_digit_above"):

@@ -306,6 +306,16 @@ class _Generator:
                 "\\": "hatch \\"}.get(kind, f"grid {lines}x{lines}"), self._finish(rng, img, side, side)
 
 
+def render(ink: np.ndarray, rng: np.random.Generator, style: str | None = None) -> Any:
+    """A float ink map (1 = ink) as the image a user would send, in `style` (default: one drawn
+    with the non-digits' weights), e.g. to render *digits* exactly as the non-digits are."""
+    if style is None:
+        style = str(rng.choice(STYLES, p=_STYLE_WEIGHTS))
+    elif style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)} (got {style!r})")
+    return _style(rng, np.asarray(ink, np.float32), style)
+
+
 def _fair_word(word: str) -> bool:
     """At least half the letters are not digit lookalikes (so the word reads as a word)."""
     return 2 * sum(c in LOOKALIKES for c in word) <= len(word)

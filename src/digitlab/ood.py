@@ -9,8 +9,9 @@ The decision has three parts, each principled rather than a list of cases:
   uniform distribution). It measures how close the answer is to "none of
   these": KL(p || uniform) = log(10) * (1 - score). The threshold is chosen
   on validation digits only (`not_digit_threshold`: it may flag at most
-  `NOT_DIGIT_FPR` of them), so a non-digit set never tunes it and the
-  held-out non-digits of the benchmark measure it honestly.
+  `NOT_DIGIT_FPR` of them, both as MNIST arrays and as users' files read
+  back through preprocessing: `rendered_digits`), so a non-digit set never
+  tunes it and the held-out non-digits of the benchmark measure it honestly.
 - **Outlier exposure** (Hendrycks, Mazeika & Dietterich 2019, "Deep Anomaly
   Detection with Outlier Exposure"), a training option: besides the digits'
   cross-entropy, the model is trained towards the uniform distribution on
@@ -48,6 +49,9 @@ NOT_DIGIT_FPR = 0.0025
 # The share of validation digits answered (not flagged uncertain): the point of the validation
 # risk-coverage curve the default `uncertain` threshold is taken from.
 UNCERTAIN_COVERAGE = 0.995
+# Validation digits also rendered as users' files for the not-a-digit threshold (`rendered_digits`):
+# about 1.7 ms each, so the calibration step stays a few seconds.
+RENDERED_DIGITS = 1500
 OUTLIER_SEED = 1  # nondigits' calibration split, seed 1: outlier exposure's training images
 OUTLIERS_PER_BATCH = 0.5  # outlier images per digit in a batch (64 beside 128 digits)
 
@@ -132,6 +136,11 @@ def mix_outliers(images: Any, labels: Any, outliers: Any, step: Any, *, seed: in
     idx = tf.random.stateless_uniform([m], seed=key,
                                       minval=0, maxval=tf.shape(outliers)[0], dtype=tf.int32)
     extra = tf.gather(outliers, idx)
+    # Mirrored, a non-digit is still one (and a "/" hatching becomes a "\\" one): flip half of them
+    # left-right and, independently, half upside down, for variety the generator does not draw.
+    flips = tf.random.stateless_uniform([2, m, 1, 1, 1], seed=key - tf.constant([0, 1 << 24], tf.int32))
+    extra = tf.where(flips[0] < 0.5, tf.reverse(extra, axis=[2]), extra)
+    extra = tf.where(flips[1] < 0.5, tf.reverse(extra, axis=[1]), extra)
     bf, mf = tf.cast(b, tf.float32), tf.cast(m, tf.float32)
     weights = tf.concat([tf.fill([b], (bf + mf) / bf), tf.fill([m], weight * (bf + mf) / mf)], axis=0)
     targets = tf.concat([tf.cast(labels, tf.float32), tf.fill([m, classes], 1.0 / classes)], axis=0)
@@ -168,3 +177,33 @@ def digit_accuracy() -> type:
             self.count.assign(0.0)
 
     return DigitAccuracy
+
+
+def rendered_digits(digits: Any, n: int, seed: int = 0, *, with_index: bool = False) -> Any:
+    """`n` of `digits` (uint8 MNIST format, a seeded choice) drawn as users send them and read back:
+    upscaled to 28-320 px, rendered like the non-digits (`nondigits.render`: dark on white, white
+    on black, RGBA canvas, JPEG photo), then `find_digit` -> uint8 (k, 28, 28), k <= n (and, with
+    `with_index`, which of `digits` each one is).
+
+    Thresholds chosen on raw MNIST arrays alone would not see what preprocessing does to a
+    digit (cropping, thinning, resampling, a photo's blur), which moves the tail of the
+    not-a-digit score on real digits; these are the validation digits as Predictor sees them."""
+    from PIL import Image
+
+    from .nondigits import MAX_SIDE, MIN_SIDE, render
+    from .preprocess import find_digit
+
+    x = np.asarray(digits, np.uint8)
+    rng = np.random.default_rng([seed, 9])
+    pick = rng.choice(len(x), size=min(n, len(x)), replace=False)
+    out, kept = [], []
+    for k, i in enumerate(pick):
+        r = np.random.default_rng([seed, 9, k])
+        side = int(round(math.exp(r.uniform(math.log(MIN_SIDE), math.log(MAX_SIDE)))))
+        ink = np.asarray(Image.fromarray(x[i]).resize((side, side), Image.Resampling.BICUBIC), np.float32) / 255.0
+        found = find_digit(render(np.clip(ink, 0.0, 1.0), r))
+        if found is not None:
+            out.append(found[1])
+            kept.append(int(i))
+    inputs = np.stack(out) if out else np.zeros((0, 28, 28), np.uint8)
+    return (inputs, np.asarray(kept, np.int64)) if with_index else inputs

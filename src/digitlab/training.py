@@ -220,11 +220,12 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log)
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
-    steps = math.ceil(len(splits.x_train) / config.batch_size)
+    x_train, y_train = _with_rendered_digits(config, splits, log)
+    steps = math.ceil(len(x_train) / config.batch_size)
     model = build_model(config, steps_per_epoch=steps)
     outliers = _outlier_exposure(config, model, log)
     one_hot = config.label_smoothing > 0 or outliers is not None
-    train_ds = _train_stream(splits.x_train, splits.y_train, config.batch_size, config.seed, shift=config.shift,
+    train_ds = _train_stream(x_train, y_train, config.batch_size, config.seed, shift=config.shift,
                              rotation=config.rotation, zoom=config.zoom, one_hot=one_hot,
                              outliers=outliers, outlier_weight=config.outlier_exposure)
     val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot)
@@ -275,6 +276,22 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         best_epoch=state.get("best_epoch"),
         files=files,
     )
+
+
+def _with_rendered_digits(config: Config, splits: Splits, log: Callable[[str], None] | None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The training set, plus `config.rendered_digits` of its digits as preprocessing reads them
+    back from users' files (`ood.rendered_digits`), when asked for."""
+    if config.rendered_digits <= 0:
+        return splits.x_train, splits.y_train
+    from .ood import rendered_digits
+
+    if log is not None:
+        log(f"drawing {config.rendered_digits:,} training digits as image files and reading them back")
+    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
+    extra, index = rendered_digits(pixels, config.rendered_digits, seed=config.seed, with_index=True)
+    return (np.concatenate([splits.x_train, to_model_input(extra, scale=config.scale)]),
+            np.concatenate([splits.y_train, splits.y_train[index]]))
 
 
 def _outlier_exposure(config: Config, model: Any, log: Callable[[str], None] | None) -> np.ndarray | None:
