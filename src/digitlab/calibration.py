@@ -276,10 +276,12 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     with `temperature`, `uncertain_below` and `not_digit_above` filled in, and
     a JSON-ready summary (validation NLL and ECE before and after, the share of
     validation digits each threshold flags). The thresholds are read off the
-    calibrated model's own float32 output, as every runtime will give it. The
-    not-a-digit threshold holds for the validation digits both as MNIST arrays
-    and as users' files read back through preprocessing (`ood.rendered_digits`):
-    it is the higher of the two.
+    calibrated model's own float32 output, as every runtime will give it. Each
+    threshold holds for the validation digits both as MNIST arrays and as
+    users' files read back through preprocessing (`ood.rendered_digits`, which
+    preprocessing makes a little harder): the uncertain threshold keeps
+    UNCERTAIN_COVERAGE of both answered (the lower of the two), the
+    not-a-digit threshold flags at most NOT_DIGIT_FPR of either (the higher).
     """
     from .ood import RENDERED_DIGITS, not_digit_score, not_digit_threshold, rendered_digits, uncertain_threshold
     from .preprocess import to_model_input
@@ -293,7 +295,7 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     pixels = np.round(np.asarray(x_val)[..., 0] / config.scale).astype(np.uint8)
     as_files = predict(calibrated, to_model_input(rendered_digits(pixels, RENDERED_DIGITS, seed=config.seed),
                                                   scale=config.scale))
-    unsure = uncertain_threshold(probs)
+    unsure = min(uncertain_threshold(probs), uncertain_threshold(as_files))
     not_digit = max(not_digit_threshold(probs), not_digit_threshold(as_files))
     config = config.replace(temperature=temperature, uncertain_below=unsure, not_digit_above=not_digit)
 
