@@ -87,6 +87,11 @@ class Config:
     # learns digits as preprocessing delivers them (cropped, thinned, resampled), not only MNIST's
     # arrays. 0 = off (the tutorial's data).
     rendered_digits: int = 0
+    # Share of training images degraded the ways real inputs are (blur, motion smear, noise, speckle,
+    # a line or zigzag across, hollow outlines, jitter: `augment.corrupt_batch`), in the input stream
+    # like the other augmentation; makes the model hold up on damaged digits (MNIST-C-style
+    # benchmark) without training on that benchmark's transforms. 0 = off, as in the tutorial.
+    corruptions: float = 0.0
 
     # --- preprocessing contract (what a model expects as input) --------------
     image_size: int = 28  # MNIST resolution; models take (N, 28, 28, 1)
@@ -139,6 +144,7 @@ class Config:
              f"learning rate must be > 0 and <= {MAX_LEARNING_RATE:g} (got {self.learning_rate!r})")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         for name, lo, hi in (("warmup", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("label_smoothing", 0.0, 1.0),
+                             ("corruptions", 0.0, 1.0),
                              ("shift", 0.0, 14.0), ("rotation", 0.0, 180.0), ("zoom", 0.0, 1.0)):
             v = getattr(self, name)
             need(lo <= v < hi, f"{_label(name)} must be a number in [{lo:g}, {hi:g}) (got {v!r})")

@@ -81,15 +81,16 @@ class TrainResult:
 
 def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
                   rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False,
-                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0) -> Any:
+                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0, corruptions: float = 0.0) -> Any:
     """Shuffled, repeated batches; augmentation and one-hot labels only when asked for.
 
     Augmentation runs here, on whole batches with TF ops, so it is never part
     of the model that gets saved, exported or served. `outliers` (model input
-    of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`).
+    of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`);
+    `corruptions` is the share of images degraded by `augment.corrupt_batch`.
     """
     tf = backend.tensorflow()
-    from .augment import affine_batch, is_active
+    from .augment import affine_batch, corrupt_batch, is_active
 
     n = len(x)
     xs, ys = tf.constant(x), tf.constant(y)
@@ -100,7 +101,7 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
         .repeat()
         .batch(batch_size)
     )
-    if not is_active(shift, rotation, zoom) and not one_hot:  # the tutorial's stream, unchanged
+    if not is_active(shift, rotation, zoom) and not one_hot and corruptions <= 0:  # the tutorial's stream
         return batches.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     outlier_tensor = tf.constant(outliers) if outliers is not None else None
@@ -116,6 +117,8 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
                                                    weight=outlier_weight)
         if is_active(shift, rotation, zoom):
             images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
+        if corruptions > 0:
+            images = corrupt_batch(images, step, seed=seed, share=corruptions)
         return (images, labels, weights) if outlier_tensor is not None else (images, labels)
 
     # enumerate: the batch number keys the stateless random draws of the augmentation.
@@ -227,7 +230,8 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
     one_hot = config.label_smoothing > 0 or outliers is not None
     train_ds = _train_stream(x_train, y_train, config.batch_size, config.seed, shift=config.shift,
                              rotation=config.rotation, zoom=config.zoom, one_hot=one_hot,
-                             outliers=outliers, outlier_weight=config.outlier_exposure)
+                             outliers=outliers, outlier_weight=config.outlier_exposure,
+                             corruptions=config.corruptions)
     val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot)
     history: dict[str, list[float]] = {}
     state: dict[str, Any] = {"epochs_completed": 0}
