@@ -126,8 +126,9 @@ def corrupt_batch(images: Any, step: Any, *, seed: int, share: float) -> Any:
     tooth = 2.0 * tf.abs(tf.math.floormod(xx / 4.0, 2.0) - 1.0) - 1.0  # a triangle wave, 8 px a period, +-1
     zig = tf.abs(yy - row - tf.reshape(draw(11, lo=1.0, hi=2.0), (-1, 1, 1)) * tooth)
     zigzag = tf.maximum(images, tf.expand_dims(tf.clip_by_value(1.2 - zig, 0, 1), -1))
-    eroded = -tf.nn.max_pool2d(-images, 3, 1, "SAME")
-    outline = tf.clip_by_value((images - eroded) * 1.5, 0, 1)
+    # outline: the 1-px contour just outside the strokes, the strokes themselves left empty (hollow)
+    ink = tf.cast(images > 0.4, tf.float32)
+    outline = tf.nn.max_pool2d(ink, 3, 1, "SAME") - ink
     # jitter: every pixel takes a neighbour's value (0 or -1 place in each direction), then a light blur
     dy = tf.cast(draw(12, tf.shape(images)) < 0.5, tf.int32)
     dx = tf.cast(draw(13, tf.shape(images)) < 0.5, tf.int32)
