@@ -19,12 +19,16 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# Stamps record that the install matches the current pyproject.toml.
+# Stamps record that the install matches the current pyproject.toml. tensorflow-cpu (what
+# digitlab 0.1 installed) and tensorflow share one package folder: when the old one is there,
+# remove both, so that tensorflow is installed whole.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
+	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
 	$(PIP) install -q -e .
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
 	$(PIP) install -q -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
