@@ -1,6 +1,7 @@
 """Benchmark robustness: the 15 MNIST-C corruptions, read back through the full `Predictor` path.
 
     python benchmarks/bench_corruptions.py [--limit N] [--seed 0] [--write] [--montage docs/corruptions.png]
+                                           [--model PATH --label TEXT --key SECTION]
 
 MNIST-C (Mu & Gilmer 2019, google-research/mnist-c `corruptions.py`) corrupts the MNIST test
 set 15 ways. This script re-implements those 15 with numpy, scipy.ndimage and Pillow (the
@@ -361,6 +362,9 @@ def main() -> None:
     ap.add_argument("--example", type=int, default=0, help="test image shown in the montage")
     ap.add_argument("--montage", type=Path, default=None, help="save the example figure here (docs/corruptions.png)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
+    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
+    ap.add_argument("--key", default="bench_corruptions", help="the BENCHMARKS.md section to write")
     args = ap.parse_args()
 
     from PIL import Image
@@ -370,7 +374,7 @@ def main() -> None:
 
     data = load_mnist_data()
     x, y = data.x_test[:args.limit], data.y_test[:args.limit]
-    predictor = Predictor.load()
+    predictor = Predictor.load(args.model)
     rows, seen, answers, examples, wrong = [], {}, {}, {}, {}
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -405,17 +409,22 @@ def main() -> None:
     mean_raw = np.mean([r[4] for r in body])
     below = [r[0] for r in body if r[1] < 0.85]
     cmd = "python benchmarks/bench_corruptions.py" + (f" --limit {args.limit}" if args.limit != 10000 else "") + \
-        (f" --seed {args.seed}" if args.seed else "") + " --montage docs/corruptions.png --write"
+        (f" --seed {args.seed}" if args.seed else "") + \
+        (f" --model {args.model} --label '{args.label}' --key {args.key}" if args.model else "") + \
+        (" --montage docs/corruptions.png" if args.montage else "") + " --write"
+    who = args.label or ("shipped pretrained" if args.model is None else args.model)
     lines = [
         f"Command: `{cmd}` · machine: {machine()}; load average {load_average()} at the end; "
-        f"{elapsed:.0f} s in all · model: shipped pretrained (`{predictor.info.get('preset')}`), runtime "
-        f"`{predictor.info['runtime']}`, uncertain below {predictor.threshold:.2f} · {len(x):,} MNIST test "
+        f"{elapsed:.0f} s in all · model: {who} (`{predictor.info.get('preset')}`, {predictor.info.get('model_id')}), "
+        f"runtime `{predictor.info['runtime']}`, uncertain below {predictor.threshold:.3f}"
+        + (f", not a digit above {predictor.not_digit_above:.3f}" if predictor.not_digit_above is not None else "")
+        + f" · {len(x):,} MNIST test "
         f"images per corruption, each saved as a 28x28 PNG and read back with `Predictor.predict_many` "
         "(decode + preprocess + model). The 15 corruptions and their severities follow the reference "
         "implementation (google-research/mnist-c `corruptions.py`), re-implemented with numpy/scipy/Pillow "
         "in `benchmarks/bench_corruptions.py`; examples: [docs/corruptions.png](docs/corruptions.png).",
         "",
-        "| corruption | accuracy (file in, label out) | no digit | uncertain or no digit | "
+        "| corruption | accuracy (file in, label out) | no digit | flagged (uncertain, no digit or not a digit) | "
         "accuracy, raw 28x28 array to the model |",
         "|---|---|---|---|---|",
     ]
@@ -437,7 +446,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section("bench_corruptions", HEADING, table)
+        write_section(args.key, HEADING if args.key == "bench_corruptions" else f"{HEADING} ({who})", table)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Benchmark the "not a digit" decision: held-out non-digit images vs MNIST test digits, as files.
 
     python benchmarks/bench_nondigits.py [--n 3000] [--digits 10000] [--seed 0] [--write]
-                                         [--montage docs/nondigits.png]
+                                         [--montage docs/nondigits.png] [--model PATH --label TEXT]
 
 Generates the held-out split of `digitlab.nondigits` (letters, symbols, shapes, text lines, grids,
 noise in user-like renderings; fonts and parameter ranges never used for calibration), saves
-every image as a PNG file and sends it through `Predictor.predict_many` with the shipped model.
+every image as a PNG file and sends it through `Predictor.predict_many` with the shipped model
+(or `--model`, a candidate, named in the table by `--label`).
 An answer is *flagged* when it is "no digit", "uncertain", or "not a digit" (a `not_digit`
 attribute, read when the result has one). Reports the share flagged per category and overall,
 and the share of MNIST test digits flagged the same way when sent as files: the plain 28x28
@@ -61,7 +62,7 @@ def _answered(results) -> str:
     return ", ".join(f"{k} ({v / total * 100:.0f}%)" for k, v in labels.most_common(3)) if total else "-"
 
 
-def montage(path: Path, items, results, per_row: int = 8) -> None:
+def montage(path: Path, items, results, per_row: int = 8, who: str = "the shipped model") -> None:
     """A sample of each category with the answer it got (red: answered as a digit)."""
     import matplotlib
 
@@ -88,11 +89,12 @@ def montage(path: Path, items, results, per_row: int = 8) -> None:
                 back.alpha_composite(img)
                 img = back
             ax.imshow(np.asarray(img.convert("RGB")))
-            answer = "flagged" if flagged(r) else f"-> {r.label} {r.confidence * 100:.0f}%"
+            answer = ("not a digit" if getattr(r, "not_digit", False) else "flagged") if flagged(r) \
+                else f"-> {r.label} {r.confidence * 100:.0f}%"
             ax.set_title(answer, fontsize=7, color="black" if flagged(r) else "tab:red")
             if col == 0:
                 ax.set_ylabel(kind, fontsize=8)
-    fig.suptitle("Held-out non-digits (digitlab.nondigits) and the shipped model's answers "
+    fig.suptitle(f"Held-out non-digits (digitlab.nondigits) and {who}'s answers "
                  "(red: answered as a digit, not flagged)", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -112,6 +114,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--montage", type=Path, default=None, help="save a sample figure here (docs/nondigits.png)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
+    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
+    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
+    ap.add_argument("--key", default="bench_nondigits", help="the BENCHMARKS.md section to write")
     args = ap.parse_args()
 
     from PIL import Image
@@ -121,7 +126,7 @@ def main() -> None:
     from digitlab.predict import Predictor
 
     t0 = time.perf_counter()
-    predictor = Predictor.load()
+    predictor = Predictor.load(args.model)
     items = generate("heldout", args.n, seed=args.seed)
     t_gen = time.perf_counter() - t0
     data = load_mnist_data()
@@ -137,32 +142,42 @@ def main() -> None:
                          for k, (name, imgs) in enumerate(renderings.items())}
     elapsed = time.perf_counter() - t0
     if args.montage:
-        montage(args.montage if args.montage.is_absolute() else ROOT / args.montage, items, results)
+        montage(args.montage if args.montage.is_absolute() else ROOT / args.montage, items, results,
+                who=args.label or "the shipped model")
 
     def row(label, rs):
         ok = [r for r in rs if hasattr(r, "uncertain")]
+        not_digit = [bool(getattr(r, "not_digit", False)) for r in ok]
         return (f"| {label} | {len(rs):,} | {_pct(np.mean([flagged(r) for r in rs]))} | "
                 f"{_pct(np.mean([r.no_digit for r in ok]) if ok else 0)} | "
-                f"{_pct(np.mean([r.uncertain and not r.no_digit for r in ok]) if ok else 0)} | "
+                f"{_pct(np.mean(not_digit) if ok else 0)} | "
+                f"{_pct(np.mean([r.uncertain and not r.no_digit and not n for r, n in zip(ok, not_digit)]) if ok else 0)} | "
                 f"{_answered(rs)} |")
 
     all_flagged = np.mean([flagged(r) for r in results])
     has_not_digit = any(hasattr(r, "not_digit") for r in results)
     cmd = "python benchmarks/bench_nondigits.py" + (f" --n {args.n}" if args.n != 3000 else "") + \
         (f" --digits {args.digits}" if args.digits != 10000 else "") + \
-        (f" --seed {args.seed}" if args.seed else "") + " --montage docs/nondigits.png --write"
+        (f" --seed {args.seed}" if args.seed else "") + \
+        (f" --model {args.model} --label '{args.label}' --key {args.key}" if args.model else "") + \
+        (" --montage docs/nondigits.png" if args.montage else "") + " --write"
+    who = args.label or ("shipped pretrained" if args.model is None else args.model)
+    decision = (f"not a digit above {predictor.not_digit_above:.3f} (normalised entropy)"
+                if predictor.not_digit_above is not None else "no `not_digit` decision (the model has no threshold)")
+    temperature = predictor.info.get("temperature")
     lines = [
         f"Command: `{cmd}` · machine: {machine()}; load average {load_average()} at the end; "
-        f"{elapsed:.0f} s in all (generating the {args.n:,} images: {t_gen:.1f} s) · model: shipped pretrained "
-        f"(`{predictor.info.get('preset')}`), runtime `{predictor.info['runtime']}`, uncertain below "
-        f"{predictor.threshold:.2f}; {'with' if has_not_digit else 'no'} `not_digit` decision · every image "
+        f"{elapsed:.0f} s in all (generating the {args.n:,} images: {t_gen:.1f} s) · model: {who} "
+        f"(`{predictor.info.get('preset')}`, {predictor.info.get('model_id')}), runtime `{predictor.info['runtime']}`, "
+        f"{f'temperature {temperature:.3f}, ' if temperature else 'not calibrated, '}uncertain below "
+        f"{predictor.threshold:.3f}; {decision} · every image "
         "saved as a PNG file and read back with `Predictor.predict_many`. Flagged = no digit, uncertain"
         f"{', or not a digit' if has_not_digit else ''}. Non-digits: the held-out split of "
         "`digitlab.nondigits` (fonts, words and shape/noise parameters never used for calibration; "
         "digit lookalikes such as O, l, S, Z excluded); examples: [docs/nondigits.png](docs/nondigits.png).",
         "",
-        "| images | count | flagged | no digit | uncertain (a digit found) | answered as, when not flagged |",
-        "|---|---|---|---|---|---|",
+        "| images | count | flagged | no digit | not a digit | uncertain (only) | answered as, when not flagged |",
+        "|---|---|---|---|---|---|---|",
     ]
     for kind in CATEGORIES:
         lines.append(row(f"non-digits: {kind}", [r for it, r in zip(items, results) if it.kind == kind]))
@@ -188,7 +203,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section("bench_nondigits", HEADING, table)
+        write_section(args.key, HEADING if args.key == "bench_nondigits" else f"{HEADING} ({who})", table)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from PIL import Image
 from digitlab.cli import main
 
 FIGURES = {"samples_per_class.png", "random_samples.png", "class_distribution.png", "training_curves.png",
-           "confusion_matrix.png", "test_predictions.png", "random_prediction.png", "confident_mistakes.png"}
+           "confusion_matrix.png", "test_predictions.png", "random_prediction.png", "confident_mistakes.png",
+           "reliability.png", "risk_coverage.png"}
 SECTIONS = ["summary", "data", "model", "training", "evaluation", "predictions", "timings", "config", "reproduce"]
 
 

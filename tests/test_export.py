@@ -301,3 +301,27 @@ def test_the_shipped_onnx_model_is_current_and_matches_keras(x1000):
     ref = np.asarray(model(x1000, training=False))
     got = open_runner(PRETRAINED, "onnx")(x1000)
     assert (got.argmax(1) == ref.argmax(1)).all() and np.abs(got - ref).max() <= 1e-4
+
+
+def test_the_fitted_temperature_lands_in_config_json_metrics_and_every_export(tiny_run, model_dir, exported):
+    """The tiny run (`digitlab run`, 1 epoch) was calibrated after training: config.json records its
+    temperature and thresholds, metrics.json the fit and the test calibration, and every export's
+    metadata (sidecar and, for ONNX, embedded) carries the same numbers."""
+    from digitlab.export import read_metadata, read_onnx_metadata
+
+    config = json.loads((tiny_run / "config.json").read_text())
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert 0.05 <= config["temperature"] <= 20 and config["temperature"] == metrics["calibration_fit"]["temperature"]
+    assert 0 < config["uncertain_below"] < 1 and 0 < config["not_digit_above"] < 1
+    assert metrics["calibration_fit"]["validation"]["nll_after"] <= metrics["calibration_fit"]["validation"]["nll_before"]
+    test = metrics["calibration"]
+    assert {"ece", "nll", "aurc", "accuracy_at_coverage", "flagged"} <= set(test)
+    assert set(test["accuracy_at_coverage"]) == {"0.95", "0.98", "0.99"}
+    assert test["nll"] == pytest.approx(metrics["test_loss"], rel=1e-3)  # Keras' loss is the NLL
+    for fmt, path in exported.items():
+        meta = read_metadata(path)
+        assert meta["config"]["temperature"] == config["temperature"], fmt
+        assert meta["calibration"] == {"temperature": config["temperature"], "uncertain_below": config["uncertain_below"],
+                                       "not_digit_above": config["not_digit_above"],
+                                       "not_digit_score": "entropy of the probabilities / log(10)"}
+    assert read_onnx_metadata(exported["onnx"])["calibration"]["temperature"] == config["temperature"]

@@ -286,3 +286,51 @@ def test_onnx_runner_refuses_a_logits_model(tmp_path):
     make_config("seed").save(folder)
     with pytest.raises(ModelError, match="not probabilities"):
         open_runner(folder / "model.onnx")
+
+
+def test_calibration_survives_export_in_every_runtime(model_dir, mnist):
+    """The tiny run was calibrated after training: its temperature is the model's last layer, so the
+    ONNX and LiteRT exports give the same calibrated probabilities as Keras, and Predictor the same
+    decisions (uncertain, not a digit, no digit) on every runtime."""
+    from PIL import Image
+
+    from digitlab.artifacts import read_metadata
+    from digitlab.calibration import apply_temperature, model_temperature, without_temperature
+    from digitlab.models import load_model
+    from digitlab.nondigits import generate
+    from digitlab.predict import Predictor
+    from digitlab.preprocess import to_model_input
+
+    model, config = load_model(model_dir)
+    assert config.temperature is not None and model_temperature(model) == pytest.approx(config.temperature)
+    assert abs(np.log(config.temperature)) > 0.01  # a real correction, or this test would prove little
+    for name in ("model.onnx", "model.tflite"):
+        meta = read_metadata(model_dir / name)
+        assert meta["config"]["temperature"] == config.temperature == meta["calibration"]["temperature"]
+        assert meta["calibration"]["not_digit_above"] == config.not_digit_above
+    x = to_model_input(mnist.x_test[:200])
+    raw = np.asarray(without_temperature(model)(x, training=False))
+    calibrated = apply_temperature(raw, config.temperature)
+    # digits, user-style digits and non-digits, so that every flag occurs
+    images = ([Image.fromarray(a) for a in mnist.x_test[:150]]
+              + [Image.fromarray(255 - a).resize((90, 90)) for a in mnist.x_test[150:250]]
+              + [item.image for item in generate("calibration", 90, seed=5)]
+              + [Image.new("L", (50, 50), 255)])
+    answers = {}
+    for runtime in ("keras", "onnx", "litert"):
+        predictor = Predictor.load(model_dir, runtime=runtime)
+        assert predictor.threshold == config.uncertain_below and predictor.not_digit_above == config.not_digit_above
+        np.testing.assert_allclose(predictor.runner(x), calibrated, atol=2e-5)
+        answers[runtime] = predictor.predict_many(images)
+    flags = {rt: [(r.label, r.uncertain, r.not_digit, r.no_digit) for r in rs] for rt, rs in answers.items()}
+    # float differences (~1e-6) may only flip an answer that sits on a threshold
+    from digitlab.ood import not_digit_score
+
+    near = [bool(r.probabilities) and (abs(r.confidence - config.uncertain_below) < 1e-4 or
+                                       abs(not_digit_score([r.probabilities])[0] - config.not_digit_above) < 1e-4)
+            for r in answers["keras"]]
+    for runtime in ("onnx", "litert"):
+        differ = [i for i, (a, b) in enumerate(zip(flags["keras"], flags[runtime])) if a != b and not near[i]]
+        assert not differ, (runtime, [(flags["keras"][i], flags[runtime][i]) for i in differ])
+    seen = flags["keras"]
+    assert any(f[1] for f in seen) and any(not f[1] for f in seen) and any(f[3] for f in seen)

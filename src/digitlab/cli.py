@@ -265,8 +265,9 @@ def predict(
         "Read whole numbers (digits left to right). Automatic when an image holds several digits."))] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per file.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
-    threshold: Annotated[float, typer.Option(help="Flag answers below this confidence as uncertain (0-1).",
-                                             metavar="X")] = 0.6,
+    threshold: Annotated[Optional[float], typer.Option(help=(
+        "Flag answers below this confidence as uncertain (0-1). (default: the model's own, chosen when it "
+        "was calibrated; 0.6 for a model without one)"), metavar="X", show_default=False)] = None,
     annotate: Annotated[Optional[str], typer.Option("--annotate", metavar="DIR", help=(
         "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
     show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(

@@ -85,6 +85,19 @@ class Config:
     # Number of independently seeded models (seeds seed, seed+1, ...) averaged into one soft-voting
     # model; 1 = a single model. Members share the train/validation split of `seed`.
     members: int = 1
+    # Outlier exposure (Hendrycks et al. 2019): the weight of a second loss that trains the model
+    # towards the uniform distribution on generated non-digits (`nondigits`' calibration split, as
+    # the prediction preprocessing turns them into model input), so that "not a digit" becomes
+    # separable from the model's answer (`ood.py`). 0 = off: the tutorial's training, digits only.
+    outlier_exposure: float = 0.0
+    # How many non-digit images outlier exposure draws (about 10 ms each to draw and preprocess);
+    # used only when outlier_exposure > 0.
+    outlier_images: int = 20_000
+    # Training digits also drawn as users' files (the non-digits' renderings: paper, canvas, photo)
+    # and read back through the prediction preprocessing, added to the training set: the model then
+    # learns digits as preprocessing delivers them (cropped, thinned, resampled), not only MNIST's
+    # arrays. 0 = off (the tutorial's data).
+    rendered_digits: int = 0
 
     # --- preprocessing contract (what a model expects as input) --------------
     image_size: int = 28  # MNIST resolution; models take (N, 28, 28, 1)
@@ -99,6 +112,17 @@ class Config:
     # --- bookkeeping (filled in by digitlab, not by users) -------------------
     version: str = field(default=__version__)
     schema_version: int = SCHEMA_VERSION
+    # Calibration, filled in after training (`calibration.py`, `ood.py`); None = not calibrated.
+    # The temperature fitted on the validation split. It is baked into the saved model (its last
+    # layer), so every export and runtime applies it by construction: this field only records it.
+    temperature: float | None = None
+    # Answers with a (calibrated) confidence below this are "uncertain": the point of the
+    # validation risk-coverage curve that answers ood.UNCERTAIN_COVERAGE of the digits.
+    # `Predictor.load` uses it unless given a threshold.
+    uncertain_below: float | None = None
+    # Answers whose not-a-digit score (normalised entropy) exceeds this are "not a digit": chosen
+    # on validation digits to flag at most ood.NOT_DIGIT_FPR of them. None = no such decision.
+    not_digit_above: float | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -132,6 +156,17 @@ class Config:
             need(lo <= v < hi, f"{_label(name)} must be a number in [{lo:g}, {hi:g}) (got {v!r})")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
         need(1 <= self.members <= 50, f"members must be an integer between 1 and 50 (got {self.members!r})")
+        need(0.0 <= self.outlier_exposure <= 10.0,
+             f"outlier exposure must be a number in [0, 10] (got {self.outlier_exposure!r})")
+        need(100 <= self.outlier_images <= 1_000_000,
+             f"outlier images must be an integer between 100 and 1,000,000 (got {self.outlier_images!r})")
+        need(0 <= self.rendered_digits <= 1_000_000,
+             f"rendered digits must be an integer between 0 and 1,000,000 (got {self.rendered_digits!r})")
+        need(self.temperature is None or 0.0 < self.temperature <= 100.0,
+             f"temperature must be a number in (0, 100] or none (got {self.temperature!r})")
+        for name in ("uncertain_below", "not_digit_above"):
+            v = getattr(self, name)
+            need(v is None or 0.0 <= v <= 1.0, f"{_label(name)} must be a number in [0, 1] or none (got {v!r})")
         need(not (self.data_dir and self.download), "give either a data directory or --download, not both")
         need(self.image_size == 28, f"image_size must be 28 for MNIST models (got {self.image_size!r})")
         # The model was trained on pixels * scale; a scale of 0 or 1000 would feed it garbage.

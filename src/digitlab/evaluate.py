@@ -1,4 +1,5 @@
-"""Evaluation on the test set: Keras' own numbers and scikit-learn's, side by side."""
+"""Evaluation on the test set: Keras' own numbers and scikit-learn's, side by side, and how
+well the confidence is calibrated (ECE, NLL, risk-coverage: `calibration.py`)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,13 @@ def predict_proba(model: keras.Model, images: np.ndarray, *, scale: float = 1.0 
     return np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), dtype=np.float32)
 
 
-def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0) -> Evaluation:
-    """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores, confusion matrix."""
+def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0,
+                   uncertain_below: float | None = None, not_digit_above: float | None = None) -> Evaluation:
+    """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores, confusion matrix,
+    and calibration; with the model's thresholds, what share of the test digits each one flags."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
+
+    from .calibration import calibration_metrics
 
     x = to_model_input(x_test, scale=scale)
     y = np.asarray(y_test, dtype=np.int32)
@@ -67,5 +72,30 @@ def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *
         "weighted_avg": scores(report["weighted avg"]),
         "confusion_matrix": cm.astype(int).tolist(),
         "confusion_matrix_normalized": np.round(cm_norm, 6).tolist(),
+        "calibration": {**calibration_metrics(probs, y),
+                        **_flags(probs, y, y_pred, uncertain_below, not_digit_above)},
     }
     return Evaluation(metrics=metrics, probs=probs, y_true=y, y_pred=y_pred)
+
+
+def _flags(probs: np.ndarray, y: np.ndarray, y_pred: np.ndarray, uncertain_below: float | None,
+           not_digit_above: float | None) -> dict[str, Any]:
+    """Share of answers of at least 99% confidence; with thresholds, the shares flagged and the
+    accuracy of the answers left (what a user of `digitlab predict` gets on MNIST-like digits)."""
+    from .ood import not_digit_score
+
+    conf = probs.max(axis=1)
+    out: dict[str, Any] = {"share_confidence_at_least_99": float((conf >= 0.99).mean()) if len(conf) else 0.0}
+    if uncertain_below is None and not_digit_above is None:
+        return out
+    unsure = conf < uncertain_below if uncertain_below is not None else np.zeros(len(conf), bool)
+    other = not_digit_score(probs) > not_digit_above if not_digit_above is not None else np.zeros(len(conf), bool)
+    kept = ~(unsure | other)
+    out.update({
+        "uncertain_below": uncertain_below, "not_digit_above": not_digit_above,
+        "flagged_uncertain": float(unsure.mean()), "flagged_not_digit": float(other.mean()),
+        "flagged": float((~kept).mean()),
+        "accuracy_not_flagged": float((y_pred[kept] == y[kept]).mean()) if kept.any() else None,
+        "errors_flagged": int(((y_pred != y) & ~kept).sum()),
+    })
+    return out

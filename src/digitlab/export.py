@@ -353,12 +353,20 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
         "labels": [str(i) for i in range(10)],
         "input": {"name": INPUT_NAME, "shape": [None, size, size, 1], "dtype": "float32"},
         "output": {"name": OUTPUT_NAME, "shape": [None, 10], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), index = digit"},
+                   "meaning": "class probabilities (softmax), index = digit"
+                              + (", calibrated (temperature included)" if getattr(config, "temperature", None)
+                                 else "")},
         "preprocessing": {"image_size": size, "scale": config.scale, "polarity": config.polarity,
                           "value_range": [0.0, 1.0],
                           "recipe": "uint8 28x28 grayscale, white digit on black; x = pixels * scale; "
                                     "shape (N, 28, 28, 1) float32"},
         "test_accuracy": metrics.get("test_accuracy"),
+        # The output is already calibrated (the temperature is the model's last layer); the
+        # thresholds are what digitlab's Predictor decides with (see digitlab.ood).
+        "calibration": {"temperature": getattr(config, "temperature", None),
+                        "uncertain_below": getattr(config, "uncertain_below", None),
+                        "not_digit_above": getattr(config, "not_digit_above", None),
+                        "not_digit_score": "entropy of the probabilities / log(10)"},
         "parameters": n_params,
         "source_model": {"file": model_file.name, "sha256": sha256_file(model_file)},
         "config": config.to_dict(),
@@ -415,7 +423,9 @@ def parity_check(artifact: Path, model: Any, fmt: str, config: Any, n: int = 200
         loaded = tf.saved_model.load(str(artifact))
         got = loaded.signatures["serving_default"](**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
     else:
-        reloaded = backend.keras().models.load_model(artifact, compile=False)
+        from .calibration import custom_objects
+
+        reloaded = backend.keras().models.load_model(artifact, compile=False, custom_objects=custom_objects())
         got = np.asarray(reloaded(x, training=False))
     return {"max_abs_diff": float(np.abs(got - ref).max()),
             "argmax_agreement": float((got.argmax(1) == ref.argmax(1)).mean()),

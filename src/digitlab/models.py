@@ -292,6 +292,7 @@ def load_model(path: str | Path) -> tuple[keras.Model, Config]:
     optimizer: an inference-only export evaluates like a run's model.
     """
     from .artifacts import load_config
+    from .calibration import custom_objects
 
     path = Path(path)
     model_file = path / MODEL_FILE if path.is_dir() else path
@@ -300,7 +301,7 @@ def load_model(path: str | Path) -> tuple[keras.Model, Config]:
     config = load_config(model_file)
     keras = backend.keras()
     try:
-        model = keras.models.load_model(model_file, compile=False)
+        model = keras.models.load_model(model_file, compile=False, custom_objects=custom_objects())
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad zip/h5/json
         raise ModelError(f"{model_file}: not a loadable Keras model ({type(exc).__name__}: {str(exc)[:200]})") from None
     return compile_for_inference(model), config

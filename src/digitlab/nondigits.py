@@ -111,19 +111,20 @@ def font_dir() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "mpl-data", "fonts", "ttf")
 
 
-def generate(split: str, n: int, seed: int = 0) -> list[NonDigit]:
+def generate(split: str, n: int, seed: int = 0, start: int = 0) -> list[NonDigit]:
     """`n` non-digit images of `split` ("calibration" or "heldout"), the same for the same seed.
 
     Categories take turns (image i is `CATEGORIES[i % 6]`) and image i depends only on
-    (seed, split, i), so a smaller n gives a prefix of a larger one.
+    (seed, split, i), so a smaller n gives a prefix of a larger one, and `start` gives images
+    start, ..., start + n - 1 of the same sequence (a large set drawn a chunk at a time).
     """
     if split not in _SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
-    if n < 0:
-        raise ValueError(f"n must be >= 0 (got {n})")
+    if n < 0 or start < 0:
+        raise ValueError(f"n and start must be >= 0 (got {n}, {start})")
     gen = _Generator(split)
     return [gen.item(np.random.default_rng([seed, _SPLITS[split]["key"], i]), CATEGORIES[i % len(CATEGORIES)])
-            for i in range(n)]
+            for i in range(start, start + n)]
 
 
 class _Generator:
@@ -303,6 +304,16 @@ class _Generator:
             draw.line([a, b], fill=255, width=width)
         return {"x": "crosshatch", "=": "ruled", "/": "hatch /",
                 "\\": "hatch \\"}.get(kind, f"grid {lines}x{lines}"), self._finish(rng, img, side, side)
+
+
+def render(ink: np.ndarray, rng: np.random.Generator, style: str | None = None) -> Any:
+    """A float ink map (1 = ink) as the image a user would send, in `style` (default: one drawn
+    with the non-digits' weights), e.g. to render *digits* exactly as the non-digits are."""
+    if style is None:
+        style = str(rng.choice(STYLES, p=_STYLE_WEIGHTS))
+    elif style not in STYLES:
+        raise ValueError(f"style must be one of {', '.join(STYLES)} (got {style!r})")
+    return _style(rng, np.asarray(ink, np.float32), style)
 
 
 def _fair_word(word: str) -> bool:

@@ -86,13 +86,14 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
                         figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
     """Evaluate `model` on the test set and write the summary and metrics, then
     (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
-    from . import plots, report
+    from . import calibration_plots, plots, report
     from .evaluate import evaluate_model
     from .models import count_params, summary_text
 
     log("evaluating on the test set")
     with timer("evaluate"):
-        ev = evaluate_model(model, data.x_test, data.y_test, scale=config.scale)
+        ev = evaluate_model(model, data.x_test, data.y_test, scale=config.scale,
+                            uncertain_below=config.uncertain_below, not_digit_above=config.not_digit_above)
     metrics = {**base_metrics, **ev.metrics, "params": count_params(model)}
     summary = summary_text(model)
     atomic_write_text(run_dir / SUMMARY_FILE, summary + "\n")
@@ -105,6 +106,8 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
             run_dir / FIGURES_DIR, seed=config.seed,
         ))
+        figures.update(calibration_plots.calibration_figures(ev.probs, data.y_test, run_dir / FIGURES_DIR,
+                                                             uncertain_below=config.uncertain_below))
     log("writing the report")
     with timer("report"):
         report_path = report.write_report(
@@ -114,6 +117,20 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
         )
     atomic_write_json(run_dir / TIMINGS_FILE, timer.timings)
     return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings, report=report_path, figures=figures)
+
+
+def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path) -> tuple[Any, Config, dict]:
+    """The calibration step: temperature and thresholds fitted on the validation split, the
+    calibrated model saved as the run's model and the config (with them) as its config.json.
+    The model is written first: until the config names the thresholds, Predictor keeps its
+    defaults, which suit a calibrated model too."""
+    from .calibration import calibrate_model
+    from .training import save_model
+
+    model, config, summary = calibrate_model(model, config, x_val, y_val)
+    save_model(model, run_dir / MODEL_FILE)
+    config.save(run_dir)
+    return model, config, summary
 
 
 def _as_config(config: Config | str, overrides: dict[str, Any]) -> Config:
@@ -206,7 +223,11 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
         return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True,
                          stopped_in="training")
     try:
-        out = _write_eval_outputs(run_dir, config, result.model, data, result.history, timer, command=command,
+        say("calibrating the confidence on the validation split")
+        with timer("calibrate"):
+            model, config, base["calibration_fit"] = _calibrate(result.model, config, splits.x_val, splits.y_val,
+                                                            run_dir)
+        out = _write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
                                   base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
     except KeyboardInterrupt:
         # Training finished, so the model is complete and saved: keep it usable.
@@ -252,11 +273,33 @@ def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None
         data = load_mnist_data(data_dir if data_dir is not None else config.data_dir, download=config.download)
     # Keep how the model was trained; recompute everything about the test set.
     base = {k: old[k] for k in ("preset", "interrupted", "epochs_planned", "epochs_completed", "best_epoch",
-                                "train_seconds", "seconds_per_epoch", "n_train", "n_val") if k in old}
+                                "train_seconds", "seconds_per_epoch", "n_train", "n_val", "calibration_fit") if k in old}
     # Exploration figures from the original run stay valid; evaluation ones are redrawn.
     figures = {p.name: p for p in sorted((run_dir / FIGURES_DIR).glob("*.png")) if p.is_file()}
     return _write_eval_outputs(run_dir, config, model, data, history, timer, command=command,
                                base_metrics={**base, "data_source": data.source}, figures=figures, log=say)
+
+
+def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = None,
+                  command: str = "digitlab (Python API): calibrate_run", log: Log | None = None) -> RunResult:
+    """Calibrate a trained run (default: the latest) as `run` does after training, then
+    re-evaluate it: for models trained before calibration existed, or to re-fit it."""
+    from .data import load_mnist_data
+    from .models import load_model
+    from .training import make_splits
+
+    say = log or _quiet
+    run_dir = resolve_run(run, out)
+    old = read_json(run_dir / METRICS_FILE, missing={})
+    if not isinstance(old, dict):
+        raise ModelError(f"{run_dir / METRICS_FILE}: expected a JSON object; delete or restore it")
+    model, config = load_model(run_dir)
+    data = load_mnist_data(config.data_dir, download=config.download)
+    splits = make_splits(config, data)
+    say("calibrating the confidence on the validation split")
+    _, _, summary = _calibrate(model, config, splits.x_val, splits.y_val, run_dir)
+    atomic_write_json(run_dir / METRICS_FILE, {**old, "calibration_fit": summary})
+    return evaluate_run(run_dir, command=command, log=log)
 
 
 def explore(out: str | os.PathLike, *, data_dir: str | None = None, download: bool = False,

@@ -14,6 +14,13 @@ input); the model is reached only through `runtimes.open_runner`, so with an
 ONNX/LiteRT runtime nothing here imports TensorFlow. A Predictor holds no
 mutable state after loading: it may be shared by threads. How results are
 shown (tables, CSV, annotated pictures) is `present.py`'s business.
+
+Three flags qualify an answer, all decided here (`_decide`), whatever
+produced the model input, from the model's (calibrated) probabilities:
+`no_digit` (a near-empty input: `ood.near_empty`), `not_digit` (ink that
+is not a digit: `ood.not_digit_score` above the model's own threshold), and
+`uncertain` (confidence below the threshold, or either of the other two).
+The thresholds come with the model (its config) unless given.
 """
 
 from __future__ import annotations
@@ -31,9 +38,10 @@ from . import __version__
 from . import preprocess as pp
 from .errors import ConfigError, DigitlabError, ImageError, ModelError
 from .layout import METRICS_FILE, MODEL_FILE
+from .ood import near_empty, not_digit_score
 from .runs import read_json, sha256_file
 
-DEFAULT_THRESHOLD = 0.6
+DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
 MODES = ("digit", "number", "auto")
 CHUNK = 256  # images per model call in predict_stream: one call amortises its overhead, memory stays flat
 DISPLAY_SIDE = 2048  # kept copies for annotation are at most this big: 16 x 25 MP inputs must not pile up
@@ -47,11 +55,12 @@ class DigitPrediction:
     confidence: float  # probability of `label` (0.0 when no digit)
     probabilities: tuple[float, ...]  # 10 values (empty when no digit)
     top3: tuple[tuple[int, float], ...]
-    uncertain: bool  # confidence < threshold, or no digit
-    no_digit: bool
+    uncertain: bool  # confidence < threshold, or no digit, or not a digit
+    no_digit: bool  # no ink, or too little for any digit (label None)
     box: tuple[int, int, int, int] | None  # (x0, y0, x1, y1) of the ink, pixels of the (EXIF-rotated) image
     model_input: np.ndarray | None = field(repr=False, compare=False)  # uint8 (28, 28) white on black
     source: str | None = None  # file name, "<stdin>" or None
+    not_digit: bool = False  # ink, but not a digit (label: the digit it looks most like)
 
     def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
         """JSON-ready: top3 as [[digit, probability], ...], box as [x0, y0, x1, y1] or null."""
@@ -61,6 +70,7 @@ class DigitPrediction:
             "confidence": float(self.confidence),
             "uncertain": bool(self.uncertain),
             "no_digit": bool(self.no_digit),
+            "not_digit": bool(self.not_digit),
             "top3": [[int(k), float(v)] for k, v in self.top3],
             "probabilities": [float(v) for v in self.probabilities],
             "box": None if self.box is None else [int(v) for v in self.box],
@@ -81,6 +91,7 @@ class NumberPrediction:
     no_digit: bool
     source: str | None = None
     auto: bool = False  # number mode was chosen automatically (several digits found), not requested
+    not_digit: bool = False  # some piece of ink is not a digit
 
     def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
         return {
@@ -89,12 +100,15 @@ class NumberPrediction:
             "confidence": float(self.confidence),
             "uncertain": bool(self.uncertain),
             "no_digit": bool(self.no_digit),
+            "not_digit": bool(self.not_digit),
             "digits": [dp.to_dict(include_input=include_input) for dp in self.digits],
         }
 
 
-def no_digit(source: str | None = None) -> DigitPrediction:
-    return DigitPrediction(None, 0.0, (), (), True, True, None, None, source)
+def no_digit(source: str | None = None, box: Any = None, model_input: np.ndarray | None = None) -> DigitPrediction:
+    """The answer for no digit: no ink, or (with `box` and `model_input`) too little of it."""
+    box = None if box is None else tuple(int(v) for v in box)
+    return DigitPrediction(None, 0.0, (), (), True, True, box, model_input, source)
 
 
 def pretrained_dir() -> Path:
@@ -161,24 +175,38 @@ class Outcome:
 class Predictor:
     """A loaded model plus the MNIST preprocessing: images in, digits out."""
 
-    def __init__(self, runner: Any, *, threshold: float = DEFAULT_THRESHOLD, scale: float = pp.MNIST_SCALE,
+    def __init__(self, runner: Any, *, threshold: float | None = None, scale: float = pp.MNIST_SCALE,
                  info: dict[str, Any] | None = None):
+        """`threshold`: confidence below which answers are uncertain; None = the model's own
+        (its config's `uncertain_below`, chosen when it was calibrated), else DEFAULT_THRESHOLD."""
+        config = getattr(runner, "config", None)
+        if threshold is None:
+            threshold = getattr(config, "uncertain_below", None)
+            threshold = DEFAULT_THRESHOLD if threshold is None else threshold
         _check_threshold(threshold)
         self.runner = runner
         self.model_path: Path | None = getattr(runner, "path", None)
         self.threshold = float(threshold)
+        # The not-a-digit threshold is the model's own: it is chosen for the model's score distribution.
+        not_digit_above = getattr(config, "not_digit_above", None)
+        self.not_digit_above: float | None = None if not_digit_above is None else float(not_digit_above)
         self.scale = float(scale)
         self.info = dict(info or {})
-        self.info.setdefault("threshold", self.threshold)
+        self.info["threshold"] = self.threshold
+        self.info["not_digit_above"] = self.not_digit_above
+        self.info.setdefault("temperature", getattr(config, "temperature", None))
         self.info.setdefault("runtime", getattr(runner, "name", None))
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, runtime: str = "auto",
-             threshold: float = DEFAULT_THRESHOLD, out: str | os.PathLike | None = None) -> Predictor:
-        """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`."""
+             threshold: float | None = None, out: str | os.PathLike | None = None) -> Predictor:
+        """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`.
+
+        `threshold` None uses the model's own uncertain threshold (see `__init__`)."""
         from .runtimes import open_runner
 
-        _check_threshold(threshold)  # before the slow model load
+        if threshold is not None:
+            _check_threshold(threshold)  # before the slow model load
         path = resolve_model(model, out)
         runner = open_runner(path, runtime)
         model_file = Path(runner.path)
@@ -194,7 +222,7 @@ class Predictor:
             "test_accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
             "runtime": runner.name,
             "digitlab_version": __version__,
-            "threshold": float(threshold),
+            "temperature": getattr(runner.config, "temperature", None),
         }
         predictor = cls(runner, threshold=threshold, scale=runner.config.scale, info=info)
         predictor.model_path = model_file
@@ -232,16 +260,21 @@ class Predictor:
             auto = number and mode == "auto"
         return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale)
 
-    def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None) -> DigitPrediction:
+    def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None, *,
+               empty: bool, score: float) -> DigitPrediction:
+        """One answer and its flags: the only place where no digit / not a digit / uncertain are decided."""
+        if empty:
+            return no_digit(source, box, inp)
         values = probs.tolist()  # Python floats, as float(v) gives them
         top = np.argsort(-probs, kind="stable")[:3].tolist()
         label = top[0]
         conf = values[label]
+        not_digit = self.not_digit_above is not None and score > self.not_digit_above
         return DigitPrediction(
             label=label, confidence=conf, probabilities=tuple(values),
             top3=tuple((k, values[k]) for k in top),
-            uncertain=conf < self.threshold, no_digit=False, box=tuple(int(v) for v in box),
-            model_input=inp, source=source)
+            uncertain=conf < self.threshold or not_digit, no_digit=False, box=tuple(int(v) for v in box),
+            model_input=inp, source=source, not_digit=not_digit)
 
     def finish(self, prepared: Sequence[_Prepared], probs: np.ndarray | None = None
                ) -> list[DigitPrediction | NumberPrediction]:
@@ -249,13 +282,18 @@ class Predictor:
         inputs = [a for p in prepared for a in p.inputs]
         if probs is None:
             probs = self.probabilities(np.stack(inputs)) if inputs else np.zeros((0, 10), np.float32)
+        stacked = np.stack(inputs) if inputs else np.zeros((0, 28, 28), np.uint8)
+        empty = near_empty(stacked).tolist()  # in MNIST's pixels, whatever scale the model takes
+        scores = not_digit_score(probs).tolist() if len(probs) else []
         results: list[DigitPrediction | NumberPrediction] = []
         i = 0
         for p in prepared:
-            digits = tuple(self._digit(probs[i + k], p.boxes[k], p.inputs[k], p.source) for k in range(len(p.inputs)))
+            digits = tuple(self._digit(probs[i + k], p.boxes[k], p.inputs[k], p.source, empty=empty[i + k],
+                                       score=scores[i + k]) for k in range(len(p.inputs)))
             i += len(p.inputs)
             if p.number:
-                results.append(_number(digits, p.source, p.auto))
+                # A near-empty piece is no digit, so it is no part of the number either.
+                results.append(_number(tuple(d for d in digits if not d.no_digit), p.source, p.auto))
             else:
                 results.append(digits[0] if digits else no_digit(p.source))
         return results
@@ -372,7 +410,7 @@ def _number(digits: tuple[DigitPrediction, ...], source: str | None, auto: bool 
     return NumberPrediction(
         text="".join(str(d.label) for d in digits), digits=digits,
         confidence=min(d.confidence for d in digits), uncertain=any(d.uncertain for d in digits),
-        no_digit=False, source=source, auto=auto)
+        no_digit=False, source=source, auto=auto, not_digit=any(d.not_digit for d in digits))
 
 
 __all__ = ["DigitPrediction", "NumberPrediction", "Outcome", "Predictor", "resolve_model", "pretrained_dir",

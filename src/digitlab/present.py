@@ -23,8 +23,8 @@ from .predict import DigitPrediction, NumberPrediction, Outcome
 
 FORMATS = ("table", "json", "csv")
 PROGRESS_FROM = 50  # a progress bar is worth drawing from this many inputs on (on a terminal)
-CSV_HEADER = ("file", "kind", "prediction", "confidence", "uncertain", "no_digit", "top3", "digits", "box",
-              *(f"p{k}" for k in range(10)), "error")
+CSV_HEADER = ("file", "kind", "prediction", "confidence", "uncertain", "no_digit", "not_digit", "top3", "digits",
+              "box", *(f"p{k}" for k in range(10)), "error")
 TABLE_HEADER = ("file", "prediction", "confidence", "top-3 / digits", "flags")
 
 
@@ -39,12 +39,14 @@ def _digits_of(result: DigitPrediction | NumberPrediction) -> tuple[DigitPredict
 
 
 def flags(result: DigitPrediction | NumberPrediction) -> str:
-    """What a reader should know besides the answer: number mode, no digit, uncertain."""
+    """What a reader should know besides the answer: number mode, no digit, not a digit, uncertain."""
     out = []
     if isinstance(result, NumberPrediction):
         out.append("number (auto: several digits found)" if result.auto else "number")
     if result.no_digit:
         out.append("no digit")
+    elif result.not_digit:
+        out.append("not a digit")
     elif result.uncertain:
         out.append("uncertain")
     return ", ".join(out)
@@ -79,16 +81,16 @@ def csv_row(outcome: Outcome) -> list[Any]:
     label, result = outcome.source or "<input>", outcome.result
     empty10 = [""] * 10
     if result is None:
-        return [label, "", "", "", "", "", "", "", "", *empty10, outcome.error]
+        return [label, "", "", "", "", "", "", "", "", "", *empty10, outcome.error]
     if isinstance(result, NumberPrediction):
         digits = ";".join(f"{d.label}:{d.confidence:.6f}:{'/'.join(map(str, d.box or ()))}" for d in result.digits)
         return [label, "number-auto" if result.auto else "number", result.text, f"{result.confidence:.6f}",
-                int(result.uncertain), int(result.no_digit), "", digits, "", *empty10, ""]
+                int(result.uncertain), int(result.no_digit), int(result.not_digit), "", digits, "", *empty10, ""]
     if result.no_digit:
-        return [label, "digit", "", "0", 1, 1, "", "", "", *empty10, ""]
+        return [label, "digit", "", "0", 1, 1, 0, "", "", "", *empty10, ""]
     top = ";".join(f"{k}:{v:.6f}" for k, v in result.top3)
-    return [label, "digit", result.label, f"{result.confidence:.6f}", int(result.uncertain), 0, top, "",
-            "/".join(map(str, result.box or ())), *(repr(float(p)) for p in result.probabilities), ""]
+    return [label, "digit", result.label, f"{result.confidence:.6f}", int(result.uncertain), 0, int(result.not_digit),
+            top, "", "/".join(map(str, result.box or ())), *(repr(float(p)) for p in result.probabilities), ""]
 
 
 # --------------------------------------------------------------------------- pictures
@@ -164,11 +166,12 @@ def annotate_image(img: Any, result: DigitPrediction | NumberPrediction, scale: 
         return canvas
     for d in digits:
         x0, y0, x1, y1 = (round(v * scale) for v in d.box)  # type: ignore[union-attr]
-        colour = (230, 120, 0) if d.uncertain else (0, 170, 0)
+        colour = (220, 0, 0) if d.not_digit else (230, 120, 0) if d.uncertain else (0, 170, 0)
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=line)
         size = max(12, (y1 - y0) / 3)
         ty = y0 - size - 2 if y0 - size - 2 >= 0 else min(y1 + 2, max(0, h - size))
-        draw.text((x0, ty), f"{d.label} {d.confidence * 100:.0f}%", fill=colour, font=font(size))
+        text = "not a digit" if d.not_digit else f"{d.label} {d.confidence * 100:.0f}%"
+        draw.text((x0, ty), text, fill=colour, font=font(size))
     if isinstance(result, NumberPrediction):
         draw.text((line, line), result.text, fill=(0, 0, 220), font=font(max(12, h / 10)))
     return canvas

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .calibration_plots import CALIBRATION_FIGURES
 from .layout import REPORT_FILE
 from .plots import EVAL_FIGURES, EXPLORE_FIGURES, FigureInfo
 from .runs import atomic_write_text
@@ -414,6 +415,46 @@ def _evaluation(metrics: Mapping, figures: Mapping) -> str:
 
     parts.append(_figure(EVAL_FIGURES[1], figures))
     parts.append(_confusion_table(metrics.get("confusion_matrix")))
+    parts.append(_calibration(metrics, figures))
+    return "\n".join(parts)
+
+
+def _calibration(metrics: Mapping, figures: Mapping) -> str:
+    """How far the confidence can be trusted: temperature, ECE, NLL, risk-coverage, thresholds."""
+    test = metrics.get("calibration")
+    fit = metrics.get("calibration_fit") if isinstance(metrics.get("calibration_fit"), Mapping) else {}
+    parts = ["<h3>Calibration</h3>"]
+    if not isinstance(test, Mapping):
+        return parts[0] + _note("No calibration metrics for this run.")
+    rows: list[tuple[Any, Any]] = []
+    if fit.get("temperature") is not None:
+        val = fit.get("validation") if isinstance(fit.get("validation"), Mapping) else {}
+        rows.append(("Temperature (fitted on the validation split)", _fmt(fit.get("temperature"))))
+        rows.append(("Validation NLL before / after", f"{_fmt(val.get('nll_before'))} / {_fmt(val.get('nll_after'))}"))
+        rows.append(("Validation ECE before / after", f"{_pct(val.get('ece_before'))} / {_pct(val.get('ece_after'))}"))
+    else:
+        rows.append(("Temperature", "not calibrated"))
+    rows.append((f"Test ECE ({_plain(test.get('ece_bins', 15))} bins)", _pct(test.get("ece"))))
+    rows.append(("Test NLL", _fmt(test.get("nll"))))
+    rows.append(("Test AURC (mean error over all coverages)", _pct(test.get("aurc"), 3)))
+    at = test.get("accuracy_at_coverage")
+    if isinstance(at, Mapping):
+        for cov, acc in at.items():
+            c = _num(cov)
+            rows.append((f"Accuracy of the {_pct(c, 0) if c is not None else cov} most confident answers",
+                         _pct(acc, 3)))
+    rows.append(("Answers with confidence >= 99%", _pct(test.get("share_confidence_at_least_99"))))
+    if test.get("uncertain_below") is not None:
+        rows.append(("Uncertain below (the model's threshold)", _fmt(test.get("uncertain_below"))))
+    if test.get("not_digit_above") is not None:
+        rows.append(("Not a digit above (normalised entropy)", _fmt(test.get("not_digit_above"))))
+    if test.get("flagged") is not None:
+        rows.append(("Test digits flagged (uncertain / not a digit / either)",
+                     f"{_pct(test.get('flagged_uncertain'))} / {_pct(test.get('flagged_not_digit'))} / "
+                     f"{_pct(test.get('flagged'))}"))
+        rows.append(("Accuracy of the answers not flagged", _pct(test.get("accuracy_not_flagged"), 3)))
+    parts.append(_kv_table(rows))
+    parts += [_figure(info, figures) for info in CALIBRATION_FIGURES]
     return "\n".join(parts)
 
 
@@ -448,7 +489,7 @@ def _confusion_table(cm: Any) -> str:
 
 def _predictions(figures: Mapping) -> str:
     parts = [_figure(info, figures) for info in EVAL_FIGURES[2:]]
-    known = {info.name for info in EXPLORE_FIGURES + EVAL_FIGURES}
+    known = {info.name for info in EXPLORE_FIGURES + EVAL_FIGURES + CALIBRATION_FIGURES}
     others = [name for name in figures if name not in known]
     if others:
         # Figures this module has no caption for are still shown.

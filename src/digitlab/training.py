@@ -81,11 +81,13 @@ class TrainResult:
 
 
 def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
-                  rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False) -> Any:
+                  rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False,
+                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0) -> Any:
     """Shuffled, repeated batches; augmentation and one-hot labels only when asked for.
 
     Augmentation runs here, on whole batches with TF ops, so it is never part
-    of the model that gets saved, exported or served.
+    of the model that gets saved, exported or served. `outliers` (model input
+    of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`).
     """
     tf = backend.tensorflow()
     from .augment import affine_batch, is_active
@@ -102,14 +104,20 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
     if not is_active(shift, rotation, zoom) and not one_hot:  # the tutorial's stream, unchanged
         return batches.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    outlier_tensor = tf.constant(outliers) if outliers is not None else None
 
     def make_batch(step: Any, idx: Any) -> Any:
         images, labels = tf.gather(xs, idx), tf.gather(ys, idx)
-        if is_active(shift, rotation, zoom):
-            images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
         if one_hot:
             labels = tf.one_hot(labels, 10)
-        return images, labels
+        if outlier_tensor is not None:  # outlier exposure: non-digits join the batch (augmented alike)
+            from .ood import mix_outliers
+
+            images, labels, weights = mix_outliers(images, labels, outlier_tensor, step, seed=seed,
+                                                   weight=outlier_weight)
+        if is_active(shift, rotation, zoom):
+            images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
+        return (images, labels, weights) if outlier_tensor is not None else (images, labels)
 
     # enumerate: the batch number keys the stateless random draws of the augmentation.
     return batches.enumerate().map(make_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -213,11 +221,14 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log)
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
-    steps = math.ceil(len(splits.x_train) / config.batch_size)
+    x_train, y_train = _with_rendered_digits(config, splits, log)
+    steps = math.ceil(len(x_train) / config.batch_size)
     model = build_model(config, steps_per_epoch=steps)
-    one_hot = config.label_smoothing > 0
-    train_ds = _train_stream(splits.x_train, splits.y_train, config.batch_size, config.seed, shift=config.shift,
-                             rotation=config.rotation, zoom=config.zoom, one_hot=one_hot)
+    outliers = _outlier_exposure(config, model, log)
+    one_hot = config.label_smoothing > 0 or outliers is not None
+    train_ds = _train_stream(x_train, y_train, config.batch_size, config.seed, shift=config.shift,
+                             rotation=config.rotation, zoom=config.zoom, one_hot=one_hot,
+                             outliers=outliers, outlier_weight=config.outlier_exposure)
     val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot)
     history: dict[str, list[float]] = {}
     state: dict[str, Any] = {"epochs_completed": 0}
@@ -268,6 +279,39 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
         best_epoch=state.get("best_epoch"),
         files=files,
     )
+
+
+def _with_rendered_digits(config: Config, splits: Splits, log: Callable[[str], None] | None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """The training set, plus `config.rendered_digits` of its digits as preprocessing reads them
+    back from users' files (`ood.rendered_digits`), when asked for."""
+    if config.rendered_digits <= 0:
+        return splits.x_train, splits.y_train
+    from .ood import rendered_digits
+
+    if log is not None:
+        log(f"drawing {config.rendered_digits:,} training digits as image files and reading them back")
+    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
+    extra, index = rendered_digits(pixels, config.rendered_digits, seed=config.seed, with_index=True)
+    return (np.concatenate([splits.x_train, to_model_input(extra, scale=config.scale)]),
+            np.concatenate([splits.y_train, splits.y_train[index]]))
+
+
+def _outlier_exposure(config: Config, model: Any, log: Callable[[str], None] | None) -> np.ndarray | None:
+    """With outlier exposure on: the non-digit model inputs to mix in, and `model` recompiled for
+    them (categorical CE on soft targets, accuracy counted on digits only). Else None."""
+    if config.outlier_exposure <= 0:
+        return None
+    from .ood import digit_accuracy, outlier_inputs
+
+    if log is not None:
+        log(f"drawing {config.outlier_images:,} non-digit images for outlier exposure")
+    outliers = to_model_input(outlier_inputs(config.outlier_images), scale=config.scale)
+    keras = backend.keras()
+    model.compile(optimizer=model.optimizer,
+                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
+                  metrics=[digit_accuracy()()])
+    return outliers
 
 
 def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,

@@ -68,7 +68,8 @@ def model_summary(predictor: Any) -> dict[str, Any]:
     path = getattr(predictor, "model_path", None) or info.get("model_file") or info.get("model_path")
     return {"model_id": info.get("model_id"), "file": PurePath(str(path)).name if path else None,
             "preset": info.get("preset"), "test_accuracy": info.get("test_accuracy"), "runtime": info.get("runtime"),
-            "threshold": info.get("threshold"), "digitlab_version": info.get("digitlab_version")}
+            "threshold": info.get("threshold"), "not_digit_above": info.get("not_digit_above"),
+            "temperature": info.get("temperature"), "digitlab_version": info.get("digitlab_version")}
 
 
 def add_api_routes(app: FastAPI) -> None:
@@ -84,7 +85,8 @@ def add_api_routes(app: FastAPI) -> None:
     @app.post("/api/predict", response_model=DigitResult, responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY},
               summary="Predict one digit", tags=["predict"])
     async def predict(request: Request, include_input: bool = include_q) -> Any:
-        """One digit from an image (multipart `file` or the raw body). An empty image gives `no_digit: true`."""
+        """One digit from an image (multipart `file` or the raw body). An empty image gives `no_digit: true`,
+        ink that is not a digit (a letter, a shape) `not_digit: true`."""
         return await predict_one(request, "digit", include_input)
 
     @app.post("/api/predict/number", response_model=NumberResult, responses=ERRORS,
@@ -150,6 +152,7 @@ def add_api_routes(app: FastAPI) -> None:
                           "centred by centre of mass in 28x28", "scaled to [0, 1] (x/255)"],
                 "model_input": "float32 (N, 28, 28, 1), white ink on black, as MNIST",
                 "uncertain_below": summary["threshold"],
+                "not_digit_above": summary["not_digit_above"],
             },
             "limits": {"max_bytes": settings.max_bytes, "max_pixels": settings.max_pixels, "max_batch": MAX_BATCH},
             "version": __version__,

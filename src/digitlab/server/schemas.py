@@ -20,8 +20,12 @@ class DigitResult(BaseModel):
     probabilities: list[float] = Field(description="Ten probabilities for digits 0-9 (empty when there is no digit).")
     top3: list[tuple[int, float]] = Field(default_factory=list,
                                           description="The three most likely digits as [digit, probability].")
-    uncertain: bool = Field(description="True when the confidence is below the model's threshold.")
-    no_digit: bool = Field(description="True when the image holds no ink at all (an empty canvas).")
+    uncertain: bool = Field(description="True when the confidence is below the model's threshold, or there is no "
+                                        "digit, or the ink is not a digit.")
+    no_digit: bool = Field(description="True when the image holds no ink (an empty canvas), or too little for any "
+                                       "digit.")
+    not_digit: bool = Field(False, description="True when there is ink but it is not a digit (a letter, a shape, "
+                                               "text...); `label` is then the digit it looks most like.")
     box: Optional[list[int]] = Field(None, description="Where the digit is in the input image: [x0, y0, x1, y1].")
     model_input: Optional[list[list[int]]] = Field(
         None, description="The 28x28 image the model saw (0-255, white ink on black); only with include_input=true.")
@@ -34,6 +38,7 @@ class NumberResult(BaseModel):
     confidence: float = Field(description="The lowest per-digit confidence.")
     uncertain: bool
     no_digit: bool
+    not_digit: bool = Field(False, description="True when some piece of ink is not a digit.")
     source: Optional[str] = None
 
 
@@ -70,6 +75,12 @@ class ModelSummary(BaseModel):
     test_accuracy: Optional[float] = None
     runtime: Optional[str] = None
     threshold: Optional[float] = Field(None, description="Answers below this confidence are marked uncertain.")
+    not_digit_above: Optional[float] = Field(
+        None, description="Answers whose not-a-digit score (the normalised entropy of the probabilities, 0-1) is "
+                          "above this are marked not a digit; null when the model has no such threshold.")
+    temperature: Optional[float] = Field(
+        None, description="The temperature the model's probabilities were calibrated with (part of the model); "
+                          "null when it was not calibrated.")
     digitlab_version: Optional[str] = None
 
 

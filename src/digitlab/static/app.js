@@ -205,6 +205,7 @@
   function setIdle() {
     result.dataset.state = "idle";
     result.dataset.noDigit = "false";
+    result.dataset.notDigit = "false";
     result.dataset.uncertain = "false";
     digitOut.textContent = "?";
     statusOut.textContent = mode === "number" ? "Draw a number to start." : "Draw a digit to start.";
@@ -285,11 +286,17 @@
 
   function showDigit(r) {
     result.dataset.noDigit = String(!!r.no_digit);
+    result.dataset.notDigit = String(!!r.not_digit && !r.no_digit);
     result.dataset.uncertain = String(!!r.uncertain && !r.no_digit);
     if (r.no_digit || r.label === null || r.label === undefined) {
       digitOut.textContent = "–";
       statusOut.textContent = "No digit found: draw something.";
       setBars(null);
+    } else if (r.not_digit) {
+      // Ink, but not a digit: say so, and what it looks most like (the bars show how little).
+      digitOut.textContent = "✗";
+      statusOut.textContent = `Not a digit (closest: ${r.label}, ${pct(r.confidence)})`;
+      setBars(r.probabilities);
     } else {
       digitOut.textContent = String(r.label);
       const second = (r.top3 && r.top3[1]) ? `; next: ${r.top3[1][0]} (${pct(r.top3[1][1])})` : "";
@@ -301,6 +308,7 @@
 
   function showNumber(r) {
     result.dataset.noDigit = String(!!r.no_digit);
+    result.dataset.notDigit = String(!!r.not_digit && !r.no_digit);
     result.dataset.uncertain = String(!!r.uncertain && !r.no_digit);
     numberDigits.replaceChildren();
     if (r.no_digit || !r.text) {
@@ -312,25 +320,29 @@
     }
     digitOut.textContent = r.text.length <= 2 ? r.text : "#";
     numberOut.textContent = r.text;
-    statusOut.textContent = `${r.uncertain ? "Not sure: " : "It reads "}${r.text} – ${pct(r.confidence)} confident`;
+    statusOut.textContent = r.not_digit
+      ? `Not all of it is digits (closest reading: ${r.text})`
+      : `${r.uncertain ? "Not sure: " : "It reads "}${r.text} – ${pct(r.confidence)} confident`;
     (r.digits || []).forEach((d, i) => {
       const li = document.createElement("li");
       li.dataset.index = String(i);
       li.dataset.digit = d.label === null ? "" : String(d.label);
       li.dataset.confidence = String(d.confidence);
       if (d.uncertain) li.classList.add("uncertain");
+      if (d.not_digit) li.classList.add("not-digit");
       const c = document.createElement("canvas");
       c.width = 28; c.height = 28;
       c.setAttribute("aria-hidden", "true");
       drawInput(c, c.getContext("2d"), d.model_input);
       const span = document.createElement("span");
       span.className = "d";
-      span.textContent = d.label === null ? "?" : String(d.label);
+      span.textContent = d.not_digit ? "✗" : d.label === null ? "?" : String(d.label);
       const conf = document.createElement("span");
       conf.className = "c";
       conf.textContent = pct(d.confidence);
       li.append(c, span, conf);
-      li.setAttribute("aria-label", `Digit ${i + 1}: ${span.textContent}, ${pct(d.confidence)} confident`);
+      li.setAttribute("aria-label", d.not_digit ? `Piece ${i + 1}: not a digit`
+        : `Digit ${i + 1}: ${span.textContent}, ${pct(d.confidence)} confident`);
       numberDigits.appendChild(li);
     });
     const first = (r.digits || [])[0];
