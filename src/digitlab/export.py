@@ -157,11 +157,12 @@ def inference_model(model: Any) -> Any:
 
 def _check_io(model: Any, config: Any) -> None:
     size = config.image_size
+    k = len(config.classes)
     in_shape = tuple(model.input_shape)
     out_shape = tuple(model.output_shape)
-    if in_shape[1:] != (size, size, 1) or out_shape[1:] != (10,):
-        raise ModelError(f"export supports models mapping (N, {size}, {size}, 1) to (N, 10); "
-                         f"this one maps {in_shape} to {out_shape}")
+    if in_shape[1:] != (size, size, 1) or out_shape[1:] != (k,):
+        raise ModelError(f"export supports models mapping (N, {size}, {size}, 1) to (N, {k}) (one output per class "
+                         f"in its config); this one maps {in_shape} to {out_shape}")
 
 
 def _serving_function(model: Any, size: int) -> Any:
@@ -324,13 +325,15 @@ def _write_dir_atomically(dest: Path, writer: Any) -> None:
 
 
 def calibration_images(config: Any, n: int = REPRESENTATIVE_IMAGES, seed: int = 0) -> np.ndarray:
-    """`n` MNIST training images (seeded choice) as model input, for int8 calibration."""
-    from .data import load_mnist_data
+    """`n` training images (seeded choice) as model input, for int8 calibration: MNIST's for a
+    digit model, else the model's own data's (`config.data`, which must be on this machine)."""
+    from .datasets import is_digit_classes, load_dataset
     from .preprocess import to_model_input
 
-    # The packaged copy: always there, and what every digitlab model was trained on
-    # (a run's own data_dir may not exist on the machine that exports it).
-    data = load_mnist_data()
+    # A digit model: the packaged copy, always there, and what (or what looks like what) every
+    # digit model was trained on (a run's own data may not exist on the machine that exports it).
+    data = load_dataset(None if is_digit_classes(config.classes) else config.data, seed=config.seed)
+    n = min(n, len(data.x_train))
     idx = np.random.default_rng(seed).choice(len(data.x_train), size=n, replace=False)
     return to_model_input(data.x_train[np.sort(idx)], scale=config.scale)
 
@@ -344,16 +347,18 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
     except ModelError:
         metrics = {}  # a damaged metrics.json only costs the accuracy field of the metadata
     size = config.image_size
+    k = len(config.classes)
     return {
         "format": fmt,
         "quantization": quantize,
         "digitlab_version": __version__,
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "preset": config.preset,
-        "labels": [str(i) for i in range(10)],
+        # The class names, in output order (what the probabilities' indices mean).
+        "labels": list(config.classes),
         "input": {"name": INPUT_NAME, "shape": [None, size, size, 1], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": [None, 10], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), index = digit"
+        "output": {"name": OUTPUT_NAME, "shape": [None, k], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), index i = class labels[i]"
                               + (", calibrated (temperature included)" if getattr(config, "temperature", None)
                                  else "")},
         "preprocessing": {"image_size": size, "scale": config.scale, "polarity": config.polarity,
@@ -366,7 +371,7 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
         "calibration": {"temperature": getattr(config, "temperature", None),
                         "uncertain_below": getattr(config, "uncertain_below", None),
                         "not_digit_above": getattr(config, "not_digit_above", None),
-                        "not_digit_score": "entropy of the probabilities / log(10)"},
+                        "not_digit_score": f"entropy of the probabilities / log({k})"},
         "parameters": n_params,
         "source_model": {"file": model_file.name, "sha256": sha256_file(model_file)},
         "config": config.to_dict(),
@@ -383,8 +388,9 @@ def _embed_onnx_metadata(onnx_bytes: bytes, meta: dict[str, Any]) -> bytes:
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = META_PREFIX + key, json.dumps(value)
-    model.doc_string = (f"digitlab {meta['preset']} digit classifier: input '{INPUT_NAME}' float32 "
-                        f"(N,28,28,1) = pixels/255 white-on-black; output '{OUTPUT_NAME}' (N,10)")
+    k = len(meta["labels"])
+    model.doc_string = (f"digitlab {meta['preset']} classifier of {k} classes (metadata digitlab.labels): input "
+                        f"'{INPUT_NAME}' float32 (N,28,28,1) = pixels/255 white-on-black; output '{OUTPUT_NAME}' (N,{k})")
     return model.SerializeToString()
 
 

@@ -267,14 +267,48 @@ def _summary(run_name: str, config: Mapping, metrics: Mapping, extra: Mapping, i
         for label, value in cards) + "</div>")
     parts.append(_accuracy_note(evaluate_acc, score_acc, n_test))
     date = extra.get("date") or _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-    parts.append(_kv_table([
+    rows = [
         ("Run", run_name),
         ("Preset", config.get("preset") or metrics.get("preset") or "—"),
         ("Date", date),
         ("digitlab version", config.get("version") or "unknown"),
         ("Status", "interrupted" if interrupted else "complete"),
-    ]))
+    ]
+    device = metrics.get("device") or _mapping(extra.get("environment")).get("device")
+    if device:
+        rows.append(("Trained on", device))
+    if config.get("init"):
+        rows.append(("Fine-tuned from", config["init"]))
+    parts.append(_kv_table(rows))
+    finetune = _mapping(metrics.get("finetune"))
+    if finetune:
+        parts.append(_finetune_table(finetune))
     return "\n".join(parts)
+
+
+def _mapping(value: Any) -> Mapping:
+    return value if isinstance(value, Mapping) else {}
+
+
+_TEST_SET_NAMES = {"data": "the run's own test split", "mnist": "MNIST test set"}
+
+
+def _finetune_table(finetune: Mapping) -> str:
+    """Accuracy before and after fine-tuning, on each test set (metrics' `finetune`)."""
+    rows = []
+    for name, entry in _mapping(finetune.get("test_sets")).items():
+        entry = _mapping(entry)
+        before, after = _num(entry.get("before")), _num(entry.get("after"))
+        change = "—" if before is None or after is None else f"{100 * (after - before):+.2f} points"
+        rows.append([_TEST_SET_NAMES.get(str(name), str(name)), _count(entry.get("n")), _pct(before), _pct(after),
+                     change])
+    replay = _num(finetune.get("replay"))
+    how = (f"MNIST replay: {_pct(replay, 0)} of each batch ({_count(finetune.get('replay_per_batch'))} images)"
+           if replay else "no replay")
+    return ("<h3>Fine-tuning: accuracy before and after</h3>"
+            + _table(["test set", "images", "before", "after", "change"], rows, text_cols=(0,))
+            + _note(f"Started from {finetune.get('init', '?')} (model {finetune.get('init_model_id', '?')}); "
+                    f"{_count(finetune.get('n_user_train'))} training images of the run's data; {how}."))
 
 
 def _data(data_source: str, config: Mapping, metrics: Mapping, extra: Mapping, figures: Mapping) -> str:
@@ -288,6 +322,13 @@ def _data(data_source: str, config: Mapping, metrics: Mapping, extra: Mapping, f
         sizes.append(("Validation fraction", _plain(config["val_fraction"])))
     if config.get("limit") is not None:
         sizes.append(("Training limit", _plain(config["limit"])))
+    classes = config.get("classes")
+    if isinstance(classes, (list, tuple)) and classes:
+        shown = ", ".join(str(c) for c in classes[:30]) + (f" … ({len(classes)} in all)" if len(classes) > 30 else "")
+        sizes.append(("Classes", shown))
+    notes = metrics.get("data_notes")
+    if isinstance(notes, (list, tuple)) and notes:
+        sizes.append(("Notes", "; ".join(str(n) for n in notes)))
     return _kv_table(sizes) + "\n" + "\n".join(_figure(info, figures) for info in EXPLORE_FIGURES)
 
 
@@ -378,7 +419,11 @@ def _class_key(key: Any) -> tuple[int, Any]:
         return (1, str(key))
 
 
-def _evaluation(metrics: Mapping, figures: Mapping) -> str:
+def _class_word(keys: Sequence[str]) -> str:
+    return "digit" if all(len(k) == 1 and k.isdigit() for k in keys) else "class"
+
+
+def _evaluation(metrics: Mapping, figures: Mapping, classes: Sequence[str] | None = None) -> str:
     parts = []
     overall = [
         ("Test loss (model.evaluate)", _fmt(metrics.get("test_loss"))),
@@ -406,15 +451,16 @@ def _evaluation(metrics: Mapping, figures: Mapping) -> str:
             rows.append([key, _fmt(m.get("precision")), _fmt(m.get("recall")), _fmt(m.get("f1")),
                          _count(m.get("support"))])
             f1s.append(_num(m.get("f1")))
-        parts.append("<h3>Per class</h3>" + _table(["digit", "precision", "recall", "F1", "support"], rows))
+        word = _class_word([str(k) for k in keys])
+        parts.append("<h3>Per class</h3>" + _table([word, "precision", "recall", "F1", "support"], rows))
         if any(f is not None for f in f1s):
             worst = min((i for i, f in enumerate(f1s) if f is not None), key=lambda i: f1s[i])
-            parts.append(_note(f"Weakest digit: {keys[worst]} (F1 {_fmt(f1s[worst])})."))
+            parts.append(_note(f"Weakest {word}: {keys[worst]} (F1 {_fmt(f1s[worst])})."))
     else:
         parts.append(_note("No per-class metrics available."))
 
     parts.append(_figure(EVAL_FIGURES[1], figures))
-    parts.append(_confusion_table(metrics.get("confusion_matrix")))
+    parts.append(_confusion_table(metrics.get("confusion_matrix"), classes))
     parts.append(_calibration(metrics, figures))
     return "\n".join(parts)
 
@@ -458,7 +504,7 @@ def _calibration(metrics: Mapping, figures: Mapping) -> str:
     return "\n".join(parts)
 
 
-def _confusion_table(cm: Any) -> str:
+def _confusion_table(cm: Any, classes: Sequence[str] | None = None) -> str:
     try:
         rows = [[int(v) for v in row] for row in cm]
     except (TypeError, ValueError):
@@ -466,23 +512,24 @@ def _confusion_table(cm: Any) -> str:
     if not rows or any(len(row) != len(rows) for row in rows):
         return _note("No confusion matrix counts available.")
     k = len(rows)
+    names = [str(c) for c in classes] if classes is not None and len(classes) == k else [str(i) for i in range(k)]
     worst, worst_count = None, 0
     for t in range(k):
         for p in range(k):
             if t != p and rows[t][p] > worst_count:
                 worst, worst_count = (t, p), rows[t][p]
-    head = "<th>true \\ predicted</th>" + "".join(f"<th>{p}</th>" for p in range(k))
+    head = "<th>true \\ predicted</th>" + "".join(f"<th>{_e(names[p])}</th>" for p in range(k))
     body = []
     for t, row in enumerate(rows):
         cells = []
         for p, v in enumerate(row):
             cls = ' class="diag"' if t == p else (' class="worst"' if (t, p) == worst else "")
             cells.append(f"<td{cls}>{v:,}</td>")
-        body.append(f"<tr><th>{t}</th>{''.join(cells)}</tr>")
+        body.append(f"<tr><th>{_e(names[t])}</th>{''.join(cells)}</tr>")
     out = ("<h3>Confusion matrix counts</h3>"
            f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>')
     if worst is not None:
-        out += _note(f"Most frequent confusion: true {worst[0]} predicted as {worst[1]} "
+        out += _note(f"Most frequent confusion: true {names[worst[0]]} predicted as {names[worst[1]]} "
                      f"({worst_count:,} images, highlighted).")
     return out
 
@@ -562,7 +609,7 @@ def render_report(run_dir: str | os.PathLike, *, config: Mapping, metrics: Mappi
         "data": _data(data_source, config, metrics, extra, figures),
         "model": _model(model_summary, metrics, extra),
         "training": _training(history, figures, metrics),
-        "evaluation": _evaluation(metrics, figures),
+        "evaluation": _evaluation(metrics, figures, config.get("classes")),
         "predictions": _predictions(figures),
         "timings": _timings(timings),
         "config": _config(config),
