@@ -117,18 +117,26 @@ def test_no_mnist_digit_is_near_empty_and_a_blank_input_is(mnist):
 
 
 def test_the_layer_computes_what_the_numpy_code_does():
-    """TemperatureLayer == apply_temperature; calibrating twice leaves one layer; unwrapping gives the base."""
-    from digitlab.config import make_config
-    from digitlab.models import build_model
+    """TemperatureLayer == apply_temperature, on a softmax Dense model (split into logits + layer) and on
+    one ending in an average of probabilities (log p); calibrating twice keeps one layer; T = 1 undoes it."""
+    import keras
 
-    model = build_model(make_config("seed"))
+    from digitlab.config import make_config
+    from digitlab.models import average_model, build_model
+
     x = np.random.default_rng(3).random((16, 28, 28, 1)).astype(np.float32)
-    base = np.asarray(model(x))
-    once = cal.with_temperature(model, 2.0)
-    np.testing.assert_allclose(np.asarray(once(x)), cal.apply_temperature(base, 2.0), atol=1e-6)
-    twice = cal.with_temperature(once, 0.5)
-    assert cal.model_temperature(twice) == 0.5
-    assert sum(isinstance(layer, cal.temperature_layer()) for layer in twice.layers) == 1
-    np.testing.assert_allclose(np.asarray(twice(x)), cal.apply_temperature(base, 0.5), atol=1e-6)
-    np.testing.assert_allclose(np.asarray(cal.without_temperature(twice)(x)), base, atol=1e-7)
-    assert twice.count_params() == model.count_params()  # no weights added
+    single = build_model(make_config("seed"))
+    pair = average_model([build_model(make_config("seed")), build_model(make_config("seed"))])
+    for model, source in ((single, "logits"), (pair, "probabilities")):
+        base = np.asarray(model(x))
+        once = cal.with_temperature(model, 2.0)
+        assert once.layers[-1].source == source
+        np.testing.assert_allclose(np.asarray(once(x)), cal.apply_temperature(base, 2.0), atol=1e-6)
+        twice = cal.with_temperature(once, 0.5)
+        assert cal.model_temperature(twice) == 0.5
+        assert sum(isinstance(layer, cal.temperature_layer()) for layer in twice.layers) == 1
+        np.testing.assert_allclose(np.asarray(twice(x)), cal.apply_temperature(base, 0.5), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(cal.without_temperature(twice)(x)), base, atol=1e-6)
+        assert twice.count_params() == model.count_params()  # no weights added
+    assert not any(isinstance(layer, keras.layers.Dense) and layer.get_config()["activation"] == "softmax"
+                   for layer in cal.with_temperature(single, 2.0).layers)

@@ -242,3 +242,27 @@ def test_pipeline_extras(tmp_path, figures):
     assert "7 of 10" in text and "109" in text and "48,000" in text
     assert "Environment" in text and "2.17.0" in text
     assert "\x1b" not in text and "\x07" not in text and "Model seed" in text
+
+
+def test_calibration_in_the_evaluation_section(tmp_path, figures):
+    from digitlab.calibration_plots import CALIBRATION_FIGURES
+
+    fig_dir = tmp_path / "figs"
+    extra = {info.name: make_png(fig_dir / info.name, "orange") for info in CALIBRATION_FIGURES}
+    m = metrics(calibration={"ece": 0.0021, "ece_bins": 15, "nll": 0.0128, "aurc": 0.00005,
+                             "accuracy_at_coverage": {"0.95": 0.99968, "0.98": 0.99959, "0.99": 0.9989},
+                             "share_confidence_at_least_99": 0.95, "uncertain_below": 0.52, "not_digit_above": 0.76,
+                             "flagged_uncertain": 0.0016, "flagged_not_digit": 0.0004, "flagged": 0.0016,
+                             "accuracy_not_flagged": 0.9971},
+                calibration_fit={"temperature": 1.2615, "validation": {"nll_before": 0.0184, "nll_after": 0.0174,
+                                                                       "ece_before": 0.0025, "ece_after": 0.0015}})
+    _, text = build(tmp_path, {**figures, **extra}, metrics=m)
+    parse(text)
+    evaluation = text[text.index('<section id="evaluation">'):text.index('<section id="predictions">')]
+    for needle in ("Calibration", "1.2615", "0.21%", "Accuracy of the 95% most confident answers", "99.968%",
+                   "Reliability diagram", "Risk-coverage curve", "0.5200", "0.16% / 0.04% / 0.16%"):
+        assert needle in evaluation, needle
+    assert evaluation.count("data:image/png;base64,") == 1 + len(CALIBRATION_FIGURES)  # + the confusion matrix
+    assert "Other figures" not in text  # the report knows the calibration figures
+    _, plain = build(tmp_path / "old", figures)
+    assert "No calibration metrics for this run." in plain

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_preprocess_shapes import shape_image  # noqa: E402 - the shapes preprocessing is tested on
+from test_preprocess_shapes import shape_image  # the shapes preprocessing is tested on
 
 pytestmark = pytest.mark.slow
 

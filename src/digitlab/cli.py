@@ -52,7 +52,7 @@ def _presets_help() -> str:
 
 RUNS_HELP = "Directory that holds run directories. (default: $DIGITLAB_RUNS, else ./runs)"
 DATA_DIR_HELP = "Directory with the four MNIST IDX files (raw or .gz) or an mnist.npz. (default: the packaged copy)"
-DATA_HELP = ("What to train on: a folder of images with one sub-folder per class (DIR/<class>/*.png, or "
+DATA_HELP = ("What to train on: a folder of images with one sub-folder per class (DIR/CLASS/*.png, or "
              "DIR/train/ and DIR/test/), IDX or .npz files, or a known set: fashion-mnist, kmnist, "
              "emnist-digits (NAME or NAME:PATH). (default: MNIST)")
 INIT_HELP = ("Fine-tune a trained model instead of starting from random weights: 'pretrained' (the shipped "

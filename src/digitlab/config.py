@@ -102,6 +102,11 @@ class Config:
     # learns digits as preprocessing delivers them (cropped, thinned, resampled), not only MNIST's
     # arrays. 0 = off (the tutorial's data).
     rendered_digits: int = 0
+    # Share of training images degraded the ways real inputs are (blur, motion smear, noise, speckle,
+    # a line or zigzag across, hollow outlines, jitter: `augment.corrupt_batch`), in the input stream
+    # like the other augmentation; makes the model hold up on damaged digits (MNIST-C-style
+    # benchmark) without training on that benchmark's transforms. 0 = off, as in the tutorial.
+    corruptions: float = 0.0
 
     # --- fine-tuning -----------------------------------------------------------
     # The model to start from (`--init`): "pretrained" (the shipped model), a run (name, directory or
@@ -180,8 +185,8 @@ class Config:
              f"learning rate must be > 0 and <= {MAX_LEARNING_RATE:g} (got {self.learning_rate!r})")
         need(self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)} (got {self.schedule!r})")
         for name, lo, hi in (("warmup", 0.0, 1.0), ("weight_decay", 0.0, 1.0), ("label_smoothing", 0.0, 1.0),
-                             ("beta_1", 0.0, 1.0), ("beta_2", 0.0, 1.0), ("shift", 0.0, 14.0), ("rotation", 0.0, 180.0),
-                             ("zoom", 0.0, 1.0)):
+                             ("beta_1", 0.0, 1.0), ("beta_2", 0.0, 1.0), ("corruptions", 0.0, 1.0),
+                             ("shift", 0.0, 14.0), ("rotation", 0.0, 180.0), ("zoom", 0.0, 1.0)):
             v = getattr(self, name)
             need(lo <= v < hi, f"{_label(name)} must be a number in [{lo:g}, {hi:g}) (got {v!r})")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")

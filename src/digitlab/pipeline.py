@@ -225,7 +225,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     timer = _Timer()
     t_start = time.perf_counter()
     check_writable_dir(config.out)  # a bad --out fails now, not after loading the data
-    say(f"loading the data ({config.data or 'MNIST'})")
+    say(f"loading {config.data or 'MNIST'}")
     with timer("load_data"):
         data = load_data(config, conform=config.init is not None, log=say)
         reference, replay = _reference(config, data)

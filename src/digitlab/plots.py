@@ -220,11 +220,11 @@ def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike, *, classes: 
     axes, _, _ = _grid(fig, shown, 5)
     for digit, ax in enumerate(axes):
         if digit in images:
-            _show_image(ax, images[digit], names[digit], fontsize=11)
+            _show_image(ax, images[digit], f"label {names[digit]}", fontsize=11)
         else:
             # A --limit run can miss a class; say so rather than crash.
             ax.set_axis_off()
-            ax.set_title(names[digit], fontsize=11)
+            ax.set_title(f"label {names[digit]}", fontsize=11)
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
     more = f" (the first {shown} of {len(names)} classes)" if shown < len(names) else ""
     fig.suptitle("One training sample per class" + more)

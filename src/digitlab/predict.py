@@ -15,7 +15,7 @@ ONNX/LiteRT runtime nothing here imports TensorFlow. A Predictor holds no
 mutable state after loading: it may be shared by threads. How results are
 shown (tables, CSV, annotated pictures) is `present.py`'s business.
 
-Three flags qualify an answer, all decided here (`_decide`), whatever
+Three flags qualify an answer, all decided in one place (`_digit`), whatever
 produced the model input, from the model's (calibrated) probabilities:
 `no_digit` (a near-empty input: `ood.near_empty`), `not_digit` (ink that
 is not a digit: `ood.not_digit_score` above the model's own threshold), and

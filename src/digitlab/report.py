@@ -486,9 +486,11 @@ def _calibration(metrics: Mapping, figures: Mapping) -> str:
     at = test.get("accuracy_at_coverage")
     if isinstance(at, Mapping):
         for cov, acc in at.items():
-            c = _num(cov)
-            rows.append((f"Accuracy of the {_pct(c, 0) if c is not None else cov} most confident answers",
-                         _pct(acc, 3)))
+            try:
+                share = _pct(float(cov), 0)
+            except (TypeError, ValueError):
+                share = str(cov)
+            rows.append((f"Accuracy of the {share} most confident answers", _pct(acc, 3)))
     rows.append(("Answers with confidence >= 99%", _pct(test.get("share_confidence_at_least_99"))))
     if test.get("uncertain_below") is not None:
         rows.append(("Uncertain below (the model's threshold)", _fmt(test.get("uncertain_below"))))

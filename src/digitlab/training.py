@@ -98,17 +98,18 @@ class TrainResult:
 
 def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
                   rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False,
-                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0,
+                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0, corruptions: float = 0.0,
                   classes: int = 10, index_batches: Any = None) -> Any:
     """Shuffled, repeated batches; augmentation and one-hot labels only when asked for.
 
     Augmentation runs here, on whole batches with TF ops, so it is never part
     of the model that gets saved, exported or served. `outliers` (model input
-    of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`).
+    of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`);
+    `corruptions` is the share of images degraded by `augment.corrupt_batch`.
     `index_batches`, if given, says which images make each batch (`finetune.replay_batches`).
     """
     tf = backend.tensorflow()
-    from .augment import affine_batch, is_active
+    from .augment import affine_batch, corrupt_batch, is_active
 
     n = len(x)
     xs, ys = tf.constant(x), tf.constant(y)
@@ -119,7 +120,7 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
         .repeat()
         .batch(batch_size)
     ) if index_batches is None else index_batches
-    if not is_active(shift, rotation, zoom) and not one_hot:  # the tutorial's stream, unchanged
+    if not is_active(shift, rotation, zoom) and not one_hot and corruptions <= 0:  # the tutorial's stream
         return batches.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     outlier_tensor = tf.constant(outliers) if outliers is not None else None
@@ -135,6 +136,8 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
                                                    weight=outlier_weight, classes=classes)
         if is_active(shift, rotation, zoom):
             images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
+        if corruptions > 0:
+            images = corrupt_batch(images, step, seed=seed, share=corruptions)
         return (images, labels, weights) if outlier_tensor is not None else (images, labels)
 
     # enumerate: the batch number keys the stateless random draws of the augmentation.
@@ -261,7 +264,8 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
     train_ds = _train_stream(x_train, y_train, batch, config.seed, index_batches=index_batches,
                              classes=len(config.classes), shift=config.shift,
                              rotation=config.rotation, zoom=config.zoom, one_hot=one_hot,
-                             outliers=outliers, outlier_weight=config.outlier_exposure)
+                             outliers=outliers, outlier_weight=config.outlier_exposure,
+                             corruptions=config.corruptions)
     val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot, classes=len(config.classes))
     history: dict[str, list[float]] = {}
     state: dict[str, Any] = {"epochs_completed": 0}
