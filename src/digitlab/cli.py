@@ -58,7 +58,7 @@ DATA_HELP = ("What to train on: a folder of images with one sub-folder per class
 INIT_HELP = ("Fine-tune a trained model instead of starting from random weights: 'pretrained' (the shipped "
              "model), a run (name, directory or 'latest') or a .keras file. Its architecture, classes and "
              "preprocessing are kept; few epochs at a low learning rate (override with --epochs, --lr); a digit "
-             "model gets MNIST mixed into every batch (--set replay=0.5).")
+             "model gets MNIST mixed into every batch (--set replay=0.75).")
 
 # The training options of `run` and `train`, defined once: (parameter, Config field, type,
 # default, option names, metavar, help). None (or False for flags) means "not given", so the

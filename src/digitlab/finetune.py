@@ -10,8 +10,8 @@ a folder with only 4/ and 7/ trains outputs 4 and 7; a class MODEL does not
 have is an error (`datasets.conform`).
 
 Replay (rehearsal): a digit model fine-tuned on other data gets MNIST's
-training images mixed into every batch, `Config.replay` of it (half by
-default). A few hundred steps on a few dozen images would otherwise pull the
+training images mixed into every batch, `Config.replay` of it (three
+quarters by default). A few hundred steps on a few dozen images would otherwise pull the
 whole network towards them and away from everything else it could read
 (catastrophic forgetting; McCloskey & Cohen 1989, Robins 1995 for
 rehearsal). With replay, every user image goes to training, and validation

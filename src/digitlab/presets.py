@@ -92,7 +92,7 @@ FINETUNE_DEFAULTS: Mapping[str, Any] = MappingProxyType({
     # are few: 100 corrections at 16 a batch are 7 steps), a few hundred steps in all.
     "epochs": 5,
     "min_steps": 50,
-    # Small batches: many steps from few images; half of each batch is MNIST (Config.replay).
+    # Small batches: many steps from few images; most of each batch is MNIST (Config.replay).
     "batch_size": 32,
     # Low and constant: the weights are already good, a large step would undo MNIST (forgetting),
     # and a schedule's warm-up or decay would be tuned to a run length that depends on the data.
