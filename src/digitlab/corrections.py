@@ -12,7 +12,8 @@ Saving is safe against what a client sends: the file name is made here (a
 UTC time and random hex), never taken from the request; the label must be
 one of the model's class names and usable as a folder name; each file is
 written atomically (a reader never sees half a file; the input is written
-before the original, so every original the loader finds is complete); and
+before the original, so every original the loader finds is complete, and
+removed again if the original cannot be written); and
 the folder is bounded in samples and bytes (`FolderFull` when full). The
 counts are read from the disk on every save (a scan of at most `max_count`
 entries, a few ms), so several server processes sharing the folder keep to
@@ -141,8 +142,12 @@ class CorrectionsFolder:
                                  f"of {self.max_bytes / 1e6:.1f} MB")
             with atomic_path(input_target) as tmp:
                 tmp.write_bytes(small)
-            with atomic_path(target) as tmp:
-                tmp.write_bytes(original)
+            try:
+                with atomic_path(target) as tmp:
+                    tmp.write_bytes(original)
+            except BaseException:  # a sample is both files or neither
+                input_target.unlink(missing_ok=True)
+                raise
         return Saved(sample_id, label, f"{label}/{target.name}", f"{INPUTS_DIR}/{label}/{input_target.name}",
                      count + 1, size + len(original) + len(small))
 
