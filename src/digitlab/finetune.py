@@ -56,7 +56,10 @@ def resolve_init(init: str, out: str | os.PathLike | None = None) -> Path:
     """The .keras file `--init` names: "pretrained", a run (name, directory, "latest") or a file."""
     from .predict import pretrained_dir, resolve_model
 
-    path = pretrained_dir() if init == PRETRAINED else resolve_model(init, out)
+    try:
+        path = pretrained_dir() if init == PRETRAINED else resolve_model(init, out)
+    except ModelError as exc:
+        raise ModelError(f"--init {init}: {exc}") from None
     model_file = path / MODEL_FILE if path.is_dir() else path
     if model_file.suffix != ".keras" or not model_file.is_file():
         where = f"no {MODEL_FILE} in {path}" if path.is_dir() else f"{path} is not a .keras model"
