@@ -12,7 +12,7 @@ PIP    := $(BIN)/python -m pip --disable-pip-version-check
 help:
 	@echo "make run    - set up .venv and run the main job (train, evaluate, report)"
 	@echo "make test   - set up .venv with test tools, lint, and run the test suite"
-	@echo "make lint   - ruff over src, tests and benchmarks"
+	@echo "make lint   - ruff over src, tests, benchmarks, examples and scripts"
 	@echo "make bench  - run the benchmarks and update BENCHMARKS.md"
 	@echo "make clean  - remove .venv and caches (runs/ is kept)"
 
@@ -35,7 +35,7 @@ run: $(VENV)/.installed
 	@echo "  digitlab predict examples/   |   digitlab serve   |   digitlab --help"
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples scripts
 
 test: lint
 	$(BIN)/python -m pytest
@@ -52,6 +52,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_preprocess.py --write
 	$(BIN)/python benchmarks/bench_corruptions.py --montage docs/corruptions.png --write
 	$(BIN)/python benchmarks/bench_nondigits.py --montage docs/nondigits.png --write
+	$(BIN)/python benchmarks/bench_calibration.py --figures docs --write
 	$(BIN)/python benchmarks/bench_style.py --write
 
 clean:

@@ -10,13 +10,7 @@ the packaged copy is missing from the installation.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
-import struct
-import urllib.error
-import urllib.request
-import zipfile
-import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +18,28 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
-from . import __version__
+from . import fetch
 from .errors import DataError
+from .formats import (
+    GZIP_MAGIC,
+    IMAGE_SIZE,
+    MAX_DATA_BYTES,
+    Kind,
+    gunzip,
+    idx_sha256,
+    is_zip,
+    npz_array,
+    open_npz,
+    parse_idx,
+    read_bytes,
+)
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
-Kind = Literal["images", "labels"]
+__all__ = ["FILES", "IMAGE_SIZE", "LABEL_COUNTS", "MAX_DATA_BYTES", "MIRRORS", "SHA256", "SPLIT_SIZES", "MnistData",
+           "MnistFile", "default_cache_dir", "download_mnist", "load_mnist", "load_mnist_data", "packaged_dir",
+           "parse_idx", "read_idx_file", "split_train_val"]
 
 
 class MnistFile(NamedTuple):
@@ -71,22 +80,6 @@ MIRRORS: tuple[str, ...] = (
 NPZ_NAME = "mnist.npz"
 CACHE_ENV = "DIGITLAB_CACHE_DIR"
 
-IMAGE_SIZE = 28
-_MAGIC = {"images": 2051, "labels": 2049}
-_NDIM = {"images": 3, "labels": 1}
-_IDX_TYPES = {0x08: "unsigned byte", 0x09: "signed byte", 0x0B: "int16", 0x0C: "int32",
-              0x0D: "float32", 0x0E: "float64"}
-_IDX_ITEMSIZE = {0x08: 1, 0x09: 1, 0x0B: 2, 0x0C: 4, 0x0D: 4, 0x0E: 8}
-_GZIP_MAGIC = b"\x1f\x8b"
-# Far above any digit data set (MNIST's largest file is 47 MB uncompressed, EMNIST's ~190 MB),
-# far below what would hurt a machine: decompression and array headers are checked against it
-# before anything is decompressed or allocated.
-MAX_DATA_BYTES = 1 << 30
-# The largest file is ~10 MB compressed; anything far bigger is not MNIST, and
-# capping the read keeps a misbehaving mirror from filling memory.
-_MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
-
-
 @dataclass(frozen=True, eq=False)  # eq=False: arrays make field-wise == ambiguous
 class MnistData:
     """The four MNIST arrays (uint8) and where they came from."""
@@ -104,116 +97,7 @@ class MnistData:
 
 
 # --------------------------------------------------------------------------
-# Parsing
-
-
-def parse_idx(data: bytes, name: str, *, kind: Kind) -> np.ndarray:
-    """Parse an uncompressed IDX file strictly; uint8 (N, 28, 28) images or (N,) labels.
-
-    `name` starts every error message. The result owns its memory (writeable).
-    """
-    if kind not in _MAGIC:
-        raise ValueError(f"kind must be 'images' or 'labels', not {kind!r}")
-    what = "an IDX image file" if kind == "images" else "an IDX label file"
-    expected_magic = _MAGIC[kind]
-    if len(data) < 4:
-        raise DataError(f"{name}: file is too short to be {what} ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
-    dtype_byte, ndim = data[2], data[3]
-    if data[:2] != b"\x00\x00" or dtype_byte not in _IDX_TYPES:
-        hint = "; the data is still gzip-compressed" if data[:2] == _GZIP_MAGIC else ""
-        raise DataError(f"{name}: wrong magic number {magic} (expected {expected_magic} for {what}){hint}")
-    if dtype_byte != 0x08:
-        raise DataError(f"{name}: unsupported data type byte 0x{dtype_byte:02x} ({_IDX_TYPES[dtype_byte]}); "
-                        f"MNIST files hold unsigned bytes (0x08)")
-    if ndim != _NDIM[kind]:
-        other = "a label file" if kind == "images" else "an image file"
-        hint = f"; it looks like {other}" if ndim == _NDIM["labels" if kind == "images" else "images"] else ""
-        raise DataError(f"{name}: wrong magic number {magic} (expected {expected_magic} for {what}){hint}")
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{name}: truncated header: expected {header} bytes, found {len(data)}")
-    dims = struct.unpack(f">{ndim}I", data[4:header])
-    if kind == "images" and dims[1:] != (IMAGE_SIZE, IMAGE_SIZE):
-        raise DataError(f"{name}: images are {dims[1]}x{dims[2]} pixels, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
-    expected = int(np.prod(dims, dtype=np.int64))
-    found = len(data) - header
-    unit = "pixel data" if kind == "images" else "label data"
-    if found < expected:
-        raise DataError(f"{name}: truncated: expected {expected} bytes of {unit}, found {found}")
-    if found > expected:
-        raise DataError(f"{name}: {found - expected} trailing bytes after the {expected} bytes of {unit}")
-    # copy(): frombuffer would give a read-only view pinning the whole input.
-    return np.frombuffer(data, dtype=np.uint8, count=expected, offset=header).reshape(dims).copy()
-
-
-def _idx_size(header: bytes) -> int | None:
-    """Total bytes (header + data) an IDX header declares; None if it is not an IDX header yet."""
-    if len(header) < 4 or header[:2] != b"\x00\x00" or header[2] not in _IDX_ITEMSIZE:
-        return None
-    ndim = header[3]
-    if len(header) < 4 + 4 * ndim:
-        return None
-    dims = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
-    return 4 + 4 * ndim + int(np.prod(dims, dtype=object)) * _IDX_ITEMSIZE[header[2]]
-
-
-def _decompress(raw: bytes, name: str) -> bytes:
-    """Gunzip `raw` if it is gzip data (by magic bytes, whatever the file name).
-
-    The IDX header is decompressed first and the size it declares is checked
-    against MAX_DATA_BYTES before the rest is, and never more than that size
-    (plus one byte, to notice trailing data) is produced: a gzip bomb costs
-    nothing, and memory is bounded by what a real file of that shape needs.
-    """
-    if raw[:2] != _GZIP_MAGIC:
-        return raw
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    pending = raw
-    out = bytearray()
-
-    def take(n: int) -> None:
-        nonlocal pending
-        while len(out) < n and (pending or not inflater.eof):
-            chunk = inflater.decompress(pending, n - len(out))
-            pending = inflater.unconsumed_tail
-            out.extend(chunk)
-            if not chunk and not pending:
-                break
-
-    try:
-        take(4)
-        if len(out) >= 4 and out[:2] == b"\x00\x00" and out[3] <= 4:
-            take(4 + 4 * out[3])
-        declared = _idx_size(bytes(out))
-        if declared is not None and declared > MAX_DATA_BYTES:
-            raise DataError(f"{name}: its header declares {declared:,} bytes of data, more than the "
-                            f"{MAX_DATA_BYTES:,}-byte limit for a digit data set (not decompressed)")
-        take((declared if declared is not None else MAX_DATA_BYTES) + 1)
-        if declared is not None and len(out) > declared:
-            # More data than the header declares: read on (discarding it, bounded) to tell a corrupt
-            # stream (CRC error) from a well-formed file with trailing bytes; the parser reports the latter.
-            seen = len(out)
-            while not inflater.eof and pending and seen <= MAX_DATA_BYTES:
-                seen += len(inflater.decompress(pending, 1 << 20))
-                pending = inflater.unconsumed_tail
-    except zlib.error as exc:
-        raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
-    if declared is None and len(out) > MAX_DATA_BYTES:
-        raise DataError(f"{name}: more than {MAX_DATA_BYTES:,} bytes after decompression; not a digit data set")
-    if not inflater.eof and (declared is None or len(out) <= declared):
-        raise DataError(f"{name}: corrupt or truncated gzip data (the stream ends early)")
-    return bytes(out)
-
-
-def _read_bytes(src: Path | Traversable, name: str) -> bytes:
-    try:
-        size = src.stat().st_size if isinstance(src, Path) else None
-        if size is not None and size > MAX_DATA_BYTES:
-            raise DataError(f"{name}: {size:,} bytes, more than the {MAX_DATA_BYTES:,}-byte limit for a digit data set")
-        return src.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{name}: cannot read file ({exc.strerror or exc})") from None
+# The four files
 
 
 def _checksum_error(name: str, digest: str, expected: str) -> DataError:
@@ -236,7 +120,7 @@ def read_idx_file(path: str | os.PathLike, *, kind: Kind | None = None) -> np.nd
     spec = _official(path.name)
     if spec is None and kind is None:
         raise ValueError(f"{path.name} is not an official MNIST file name: pass kind='images' or 'labels'")
-    data = _decompress(_read_bytes(path, str(path)), str(path))
+    data = gunzip(read_bytes(path, str(path)), str(path))
     arr = parse_idx(data, str(path), kind=kind or spec.kind)  # type: ignore[union-attr]
     if spec is not None:
         digest = hashlib.sha256(data).hexdigest()
@@ -268,7 +152,7 @@ def _load_idx_files(paths: Mapping[str, Path | Traversable]) -> dict[str, np.nda
     for spec in FILES:
         src = paths[spec.name]
         label = str(src)
-        data = _decompress(_read_bytes(src, label), label)
+        data = gunzip(read_bytes(src, label), label)
         arrays[spec.npz_key] = parse_idx(data, label, kind=spec.kind)
         labels[spec.npz_key] = label
         digests[spec.npz_key] = hashlib.sha256(data).hexdigest()
@@ -284,79 +168,21 @@ def _load_idx_files(paths: Mapping[str, Path | Traversable]) -> dict[str, np.nda
 # Keras-style npz
 
 
-def _idx_sha256(arr: np.ndarray, kind: Kind) -> str:
-    """SHA-256 of the IDX file these uint8 values would make: exact, since IDX has one encoding."""
-    h = hashlib.sha256(struct.pack(f">I{arr.ndim}I", _MAGIC[kind], *arr.shape))
-    h.update(np.ascontiguousarray(arr).data)
-    return h.hexdigest()
-
-
-def _coerce_uint8(arr: np.ndarray, label: str) -> np.ndarray:
-    if arr.dtype == np.uint8:
-        return arr
-    if arr.dtype.kind not in "iuf":
-        raise DataError(f"{label}: dtype {arr.dtype} is not numeric; expected uint8")
-    if arr.size:
-        # Accept other integer (or integer-valued float) encodings only when
-        # converting to uint8 loses nothing.
-        if not np.all(np.isfinite(arr)) or arr.min() < 0 or arr.max() > 255 or (
-                arr.dtype.kind == "f" and not np.array_equal(arr, np.round(arr))):
-            raise DataError(f"{label}: dtype {arr.dtype} with values that are not integers in 0-255; "
-                            f"expected uint8")
-    return arr.astype(np.uint8)
-
-
-def _check_npy_header(path: Path, key: str, label: str) -> None:
-    """Read the shape and dtype an npz member declares, before numpy allocates an array for it."""
-    try:
-        with zipfile.ZipFile(path) as archive, archive.open(key + ".npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(fh)
-    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{label}: cannot read array header ({exc})") from None
-    if dtype.hasobject:
-        raise DataError(f"{label}: holds Python objects, not numbers")
-    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes > MAX_DATA_BYTES:
-        raise DataError(f"{label}: declares shape {tuple(shape)} ({nbytes:,} bytes), more than the "
-                        f"{MAX_DATA_BYTES:,}-byte limit for a digit data set")
-
-
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     """Load and verify a Keras-style mnist.npz (x_train, y_train, x_test, y_test)."""
     specs = {f.npz_key: f for f in FILES}
-    arrays: dict[str, np.ndarray] = {}
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable npz archive ({exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: a single .npy array, not an npz archive with x_train, y_train, x_test, y_test")
-    with npz:
+    with open_npz(path, "an npz archive with x_train, y_train, x_test, y_test") as npz:
         missing = [k for k in specs if k not in npz.files]
         if missing:
             raise DataError(f"{path}: missing key(s) {', '.join(missing)} "
                             f"(found: {', '.join(npz.files) or 'none'}); expected x_train, y_train, x_test, y_test")
-        for key, spec in specs.items():
-            label = f"{path}: {key}"
-            _check_npy_header(path, key, label)
-            try:
-                arr = npz[key]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-                raise DataError(f"{label}: cannot read array ({exc})") from None
-            want = "(N, 28, 28)" if spec.kind == "images" else "(N,)"
-            ok = (arr.ndim == 3 and arr.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE)) if spec.kind == "images" \
-                else arr.ndim == 1
-            if not ok:
-                raise DataError(f"{label}: shape {arr.shape}, expected {want}")
-            arrays[key] = _coerce_uint8(arr, label)
+        arrays = {key: npz_array(path, key, f"{path}: {key}", spec.kind, npz) for key, spec in specs.items()}
     _check_consistency(arrays, {k: f"{path}: {k}" for k in specs})
     for key, spec in specs.items():
         n, expected_n = len(arrays[key]), SPLIT_SIZES[spec.split]
         if n != expected_n:
             raise DataError(f"{path}: {key} holds {n} entries; the MNIST {spec.split} set has {expected_n}")
-        digest = _idx_sha256(arrays[key], spec.kind)
+        digest = idx_sha256(arrays[key], spec.kind)
         if digest != spec.sha256:
             raise DataError(f"{path}: {key}: content differs from the original MNIST {spec.name} "
                             f"(sha256 of the equivalent IDX file {digest}, expected {spec.sha256})")
@@ -396,17 +222,9 @@ def _find_all(directory: Path | Traversable) -> tuple[dict[str, Path | Traversab
     return found, missing
 
 
-def _is_zip(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(4) == b"PK\x03\x04"
-    except OSError:
-        return False
-
-
 def _load_data_dir(data_dir: Path) -> tuple[dict[str, np.ndarray], str]:
     if data_dir.is_file():
-        if data_dir.suffix == ".npz" or _is_zip(data_dir):
+        if data_dir.suffix == ".npz" or is_zip(data_dir):
             return _load_npz(data_dir), f"{data_dir} (Keras-style npz), verified against the MNIST sha256"
         raise DataError(f"{data_dir}: expected a directory holding the four MNIST IDX files, or an .npz file")
     if not data_dir.is_dir():
@@ -444,28 +262,11 @@ def default_cache_dir() -> Path:
 
 def _is_valid(path: Path | Traversable, spec: MnistFile) -> bool:
     try:
-        data = _decompress(path.read_bytes(), str(path))
+        data = gunzip(path.read_bytes(), str(path))
         parse_idx(data, str(path), kind=spec.kind)
     except (OSError, DataError):
         return False
     return hashlib.sha256(data).hexdigest() == spec.sha256
-
-
-def _fetch(url: str, timeout: float) -> bytes:
-    request = urllib.request.Request(url, headers={"User-Agent": f"digitlab/{__version__}"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        data = response.read(_MAX_DOWNLOAD_BYTES + 1)
-    if len(data) > _MAX_DOWNLOAD_BYTES:
-        raise DataError(f"response larger than {_MAX_DOWNLOAD_BYTES} bytes")
-    return data
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
 
 
 def download_mnist(cache_dir: str | os.PathLike | None = None, *, mirrors: Sequence[str] = MIRRORS,
@@ -475,49 +276,26 @@ def download_mnist(cache_dir: str | os.PathLike | None = None, *, mirrors: Seque
     Files already present and valid are kept; mirrors are tried in order and a
     download lands (atomically) only after its checksum matches. Returns the directory.
     """
-    from .runs import atomic_write_bytes
-
     if isinstance(mirrors, str):  # a lone URL would otherwise be iterated per character
         mirrors = (mirrors,)
     if not mirrors:
         raise DataError("cannot download MNIST: no mirrors given")
-    directory = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the download directory {directory}: {exc.strerror or exc}") from None
+    directory = fetch.make_dir(Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir())
     for spec in FILES:
         existing = _find_idx(directory, spec.name)
         if existing is not None and _is_valid(existing, spec):
             continue
-        filename = spec.name + ".gz"
-        failures: list[str] = []
-        for mirror in mirrors:
-            url = mirror if mirror.endswith("/") else mirror + "/"
-            url += filename
-            try:
-                raw = _fetch(url, timeout)
-                data = _decompress(raw, url)
-                parse_idx(data, url, kind=spec.kind)
-                digest = hashlib.sha256(data).hexdigest()
-                if digest != spec.sha256:
-                    raise _checksum_error(url, digest, spec.sha256)
-            except DataError as exc:
-                failures.append(str(exc) if str(exc).startswith(url) else f"{url}: {exc}")
-                continue
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                failures.append(f"{url}: {_reason(exc)}")
-                continue
-            # A mirror serving the uncompressed file is fine, but it must not be stored as ".gz".
-            target = directory / (filename if raw[:2] == _GZIP_MAGIC else spec.name)
-            try:
-                atomic_write_bytes(target, raw)
-            except OSError as exc:
-                raise DataError(f"cannot write {target}: {exc.strerror or exc}") from None
-            break
-        else:
-            tried = "\n  ".join(failures)
-            raise DataError(f"could not download {filename} from any of {len(mirrors)} mirror(s):\n  {tried}")
+
+        def check(url: str, raw: bytes, spec: MnistFile = spec) -> None:
+            data = gunzip(raw, url)
+            parse_idx(data, url, kind=spec.kind)
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != spec.sha256:
+                raise _checksum_error(url, digest, spec.sha256)
+
+        raw = fetch.fetch_verified(spec.name + ".gz", mirrors, check, timeout=timeout, what=spec.name + ".gz")
+        # A mirror serving the uncompressed file is fine, but it must not be stored as ".gz".
+        fetch.store(directory / (spec.name + ".gz" if raw[:2] == GZIP_MAGIC else spec.name), raw)
     return directory
 
 

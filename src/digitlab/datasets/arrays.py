@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import data as mnist_data
+from .. import formats
 from ..errors import DataError
 from . import known as known_sets
 from .classes import CLASSES_FILE, DIGITS, MAX_CLASSES, check_class_names, read_classes_file
@@ -113,54 +114,29 @@ def _by_role(directory: Path, files: list[Path], what: str) -> dict[tuple[Split,
 
 
 def _parse_idx_bytes(raw: bytes, label: str, kind: Kind) -> _Parsed:
-    gz = raw[:2] == mnist_data._GZIP_MAGIC
+    gz = raw[:2] == formats.GZIP_MAGIC
     file_sha = hashlib.sha256(raw).hexdigest()
-    plain = mnist_data._decompress(raw, label)
-    array = mnist_data.parse_idx(plain, label, kind=kind)
+    plain = formats.gunzip(raw, label)
+    array = formats.parse_idx(plain, label, kind=kind)
     plain_sha = hashlib.sha256(plain).hexdigest() if gz else file_sha
     return _Parsed(array, label, gz, file_sha, plain_sha)
 
 
 def _read_idx(path: Path, kind: Kind) -> _Parsed:
-    return _parse_idx_bytes(mnist_data._read_bytes(path, str(path)), str(path), kind)
-
-
-def _npz_array(path: Path, key: str, label: str, kind: Kind, npz: np.lib.npyio.NpzFile) -> np.ndarray:
-    mnist_data._check_npy_header(path, key, label)
-    try:
-        arr = npz[key]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise DataError(f"{label}: cannot read array ({exc})") from None
-    if kind == "images" and arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]  # (N, 28, 28, 1), as Keras-ready copies are often saved
-    size = mnist_data.IMAGE_SIZE
-    ok = arr.ndim == 3 and arr.shape[1:] == (size, size) if kind == "images" else arr.ndim == 1
-    if not ok:
-        raise DataError(f"{label}: shape {arr.shape}, expected {'(N, 28, 28)' if kind == 'images' else '(N,)'}")
-    return mnist_data._coerce_uint8(arr, label)
-
-
-def _open_npz(path: Path) -> np.lib.npyio.NpzFile:
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: not a readable npz archive ({exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise DataError(f"{path}: a single .npy array, not an npz archive")
-    return npz
+    return _parse_idx_bytes(formats.read_bytes(path, str(path)), str(path), kind)
 
 
 def _read_npz_file(path: Path) -> tuple[dict[str, np.ndarray], tuple[str, ...] | None]:
     """A Keras-style npz: x_train, y_train, x_test, y_test, and optionally `classes` (strings)."""
-    with _open_npz(path) as npz:
+    with formats.open_npz(path) as npz:
         missing = [k for k in KEYS.values() if k not in npz.files]
         if missing:
             raise DataError(f"{path}: missing key(s) {', '.join(missing)} (found: {', '.join(npz.files) or 'none'}); "
                             f"expected x_train, y_train, x_test, y_test (and optionally classes)")
-        arrays = {key: _npz_array(path, key, f"{path}: {key}", role[1], npz) for role, key in KEYS.items()}
+        arrays = {key: formats.npz_array(path, key, f"{path}: {key}", role[1], npz) for role, key in KEYS.items()}
         classes = None
         if "classes" in npz.files:
-            mnist_data._check_npy_header(path, "classes", f"{path}: classes")
+            formats.check_npy_header(path, "classes", f"{path}: classes")
             names = npz["classes"]
             if names.dtype.kind != "U" or names.ndim != 1:
                 raise DataError(f"{path}: classes must be a 1-D array of strings (got {names.dtype}, shape {names.shape})")
@@ -172,11 +148,11 @@ def _read_npz_roles(directory: Path, paths: dict[tuple[Split, Kind], Path]) -> d
     """Four single-array npz files (KMNIST's NumPy format: kmnist-train-imgs.npz holds arr_0)."""
     arrays = {}
     for role, path in paths.items():
-        with _open_npz(path) as npz:
+        with formats.open_npz(path) as npz:
             if len(npz.files) != 1:
                 raise DataError(f"{path}: holds {len(npz.files)} arrays ({', '.join(npz.files)}); expected one "
                                 f"(the {role[0]} {role[1]})")
-            arrays[KEYS[role]] = _npz_array(path, npz.files[0], str(path), role[1], npz)
+            arrays[KEYS[role]] = formats.npz_array(path, npz.files[0], str(path), role[1], npz)
     return arrays
 
 
@@ -347,7 +323,7 @@ def load_npz(path: Path, *, claim: KnownSet | None = None, unverified: bool = Fa
     _check_pairs(arrays, labels)
     if unverified:
         return _own_result(arrays, labels, folder, "npz", fmt, classes, False)
-    if all(mnist_data._idx_sha256(arrays[KEYS[r]], r[1]) == _MNIST_SHA[r] for r in ROLES):
+    if all(formats.idx_sha256(arrays[KEYS[r]], r[1]) == _MNIST_SHA[r] for r in ROLES):
         return ArraySet(arrays, "mnist", "MNIST", DIGITS, True,
                         f"{fmt}, verified against the MNIST checksums (of the equivalent IDX files)")
     if claim is None:
@@ -386,9 +362,9 @@ def load_archive(path: Path, *, claim: KnownSet | None = None) -> ArraySet:
                     info = archive.getinfo(member)
                 except KeyError:
                     raise DataError(f"{path}: has no member {member}") from None
-                if info.file_size > mnist_data.MAX_DATA_BYTES:
+                if info.file_size > formats.MAX_DATA_BYTES:
                     raise DataError(f"{label}: {info.file_size:,} bytes, more than the "
-                                    f"{mnist_data.MAX_DATA_BYTES:,}-byte limit for a digit data set")
+                                    f"{formats.MAX_DATA_BYTES:,}-byte limit for a digit data set")
                 arrays[KEYS[role]] = _parse_idx_bytes(archive.read(member), label, role[1]).array
                 labels[KEYS[role]] = label
     except (OSError, zipfile.BadZipFile, zlib.error) as exc:
@@ -396,7 +372,3 @@ def load_archive(path: Path, *, claim: KnownSet | None = None) -> ArraySet:
     _check_pairs(arrays, labels)
     return _known_result(known, arrays, labels, verified=True,
                          how=f"the published {known.archive.name}, sha256 verified; its {known.name} files read")
-
-
-def is_zip(path: Path) -> bool:
-    return mnist_data._is_zip(path)

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..formats import is_zip
 from . import known as known_sets
-from .arrays import ArraySet, idx_files, is_zip, load_archive, load_idx, load_npz, npz_files
+from .arrays import ArraySet, idx_files, load_archive, load_idx, load_npz, npz_files
 from .classes import DIGITS, check_class_names
 from .folder import MAX_FOLDER_IMAGES, Progress, Skipped, load_folder
 

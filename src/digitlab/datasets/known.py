@@ -11,7 +11,6 @@ and says so in its `source`. MNIST is not here: `digitlab.data` verifies it
 from __future__ import annotations
 
 import hashlib
-import http.client
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from .. import data as mnist_data
+from .. import fetch
 from ..errors import DataError
 
 Split = Literal["train", "test"]
@@ -196,8 +196,6 @@ def download(name: str, directory: str | os.PathLike | None = None, *, mirrors: 
     Files already there with the right checksum are kept; a download lands
     (atomically) only after its checksum matches. Returns the directory.
     """
-    from ..runs import atomic_write_bytes
-
     known = get(name)
     if not known.files and known.archive is not None:
         raise DataError(f"{known.title} is published as one {known.archive.size / 1e6:.0f} MB archive "
@@ -205,36 +203,18 @@ def download(name: str, directory: str | os.PathLike | None = None, *, mirrors: 
                         f"yourself and give --data {known.name}:PATH/{known.archive.name}")
     if not known.files or not (mirrors or known.mirrors):
         raise DataError(f"{known.title} has no download mirrors; give its files with --data {known.name}:DIR")
-    target = Path(directory).expanduser() if directory is not None else cache_dir(name)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataError(f"cannot create the download directory {target}: {exc.strerror or exc}") from None
+    target = fetch.make_dir(Path(directory).expanduser() if directory is not None else cache_dir(name))
     for f in known.files:
         path = target / f.name
         if path.is_file() and path.stat().st_size == f.size and sha256_stream(path) == f.sha256:
             continue
-        failures: list[str] = []
-        for mirror in mirrors or known.mirrors:
-            url = mirror.rstrip("/") + "/" + f.name
-            try:
-                raw = mnist_data._fetch(url, timeout)
-            except DataError as exc:
-                failures.append(f"{url}: {exc}")
-                continue
-            except (OSError, http.client.HTTPException, ValueError) as exc:
-                failures.append(f"{url}: {mnist_data._reason(exc)}")
-                continue
+
+        def check(url: str, raw: bytes, f: KnownFile = f) -> None:
             digest = hashlib.sha256(raw).hexdigest()
             if digest != f.sha256:
-                failures.append(f"{url}: checksum mismatch (sha256 {digest}, expected {f.sha256})")
-                continue
-            try:
-                atomic_write_bytes(path, raw)
-            except OSError as exc:
-                raise DataError(f"cannot write {path}: {exc.strerror or exc}") from None
-            break
-        else:
-            tried = "\n  ".join(failures)
-            raise DataError(f"could not download {f.name} of {known.title} from any mirror:\n  {tried}")
+                raise DataError(f"{url}: checksum mismatch (sha256 {digest}, expected {f.sha256})")
+
+        raw = fetch.fetch_verified(f.name, mirrors or known.mirrors, check, timeout=timeout,
+                                   what=f"{f.name} of {known.title}")
+        fetch.store(path, raw)
     return target
