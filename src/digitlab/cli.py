@@ -290,11 +290,9 @@ def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOp
     """Check the data (MNIST by default, or --data SPEC): what would be trained on, its classes and
     counts, what was verified and what was skipped; --download fetches MNIST or a known set."""
     from .datasets import load_dataset
-    from .errors import ConfigError
+    from .rundata import spec_of
 
-    if data is not None and data_dir is not None:
-        raise ConfigError("give either --data or --data-dir, not both")
-    d = load_dataset(data if data is not None else (f"mnist:{data_dir}" if data_dir else None), download=download)
+    d = load_dataset(spec_of(data, data_dir), download=download)
     _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
          + (f"; files in {d.location}" if d.location else ""))
     _say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")

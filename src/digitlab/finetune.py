@@ -190,3 +190,35 @@ def compare(before: dict[str, float | None], after: dict[str, float | None], siz
     """The `finetune` entry of metrics.json: accuracy before and after on each test set."""
     return {**facts, "test_sets": {name: {"n": sizes[name], "before": before[name], "after": after.get(name)}
                                    for name in before}}
+
+
+def reference_sets(config: Config, data: Any) -> tuple[Any, Any]:
+    """(reference, replay) for a run of `config` on `data`: MNIST (a Dataset in the model's classes)
+    when fine-tuning a digit model on other data, scored before and after; the same as replay, mixed
+    into training, unless `config.replay` is 0. (None, None) otherwise."""
+    if config.init is None or data.name == "mnist" or not is_digit_classes(config.classes):
+        return None, None
+    reference = mnist_reference(config.classes)
+    return reference, reference if config.replay > 0 else None
+
+
+def scores(model: keras.Model, config: Config, data: Any, reference: Any) -> dict[str, float | None]:
+    """Accuracy on the data's test split ("data") and, with a reference, on MNIST's test set ("mnist")."""
+    out = {"data": accuracy(model, data.x_test, data.y_test, scale=config.scale)}
+    if reference is not None:
+        out["mnist"] = accuracy(model, reference.x_test, reference.y_test, scale=config.scale)
+    return out
+
+
+def summary(config: Config, init_file: Path, before: dict, after: dict, data: Any, reference: Any,
+            splits: Any) -> dict[str, Any]:
+    """The `finetune` entry of metrics.json for a finished fine-tuning run (`compare`, with its facts)."""
+    sizes = {"data": int(len(data.x_test))}
+    if reference is not None:
+        sizes["mnist"] = int(len(reference.x_test))
+    replay = splits.x_replay is not None
+    from .predict import model_id
+
+    return compare(before, after, sizes, init=config.init, init_model_id=model_id(init_file),
+                   replay=config.replay if replay else 0.0,
+                   replay_per_batch=replay_batch(config) if replay else 0, n_user_train=int(len(splits.x_train)))

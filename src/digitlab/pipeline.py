@@ -23,6 +23,7 @@ from . import __version__
 from .config import Config
 from .errors import ConfigError, ModelError
 from .layout import FIGURES_DIR, HISTORY_JSON, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, TIMINGS_FILE
+from .rundata import load_data, spec_of
 from .runs import atomic_write_json, atomic_write_text, new_run_dir, read_json, resolve_run, set_latest
 
 Log = Callable[[str], None]
@@ -147,49 +148,6 @@ def _as_config(config: Config | str | None, overrides: dict[str, Any]) -> Config
     return make_config(config, **overrides)
 
 
-def _data_spec(config: Config, data_dir: str | None = None) -> str | None:
-    """The `--data` spec of a config (data_dir is the MNIST-only spelling of "mnist:DIR")."""
-    if data_dir is not None:
-        return f"mnist:{data_dir}"
-    if config.data is not None:
-        return config.data
-    return f"mnist:{config.data_dir}" if config.data_dir else None
-
-
-def load_data(config: Config, *, conform: bool = True, data_dir: str | None = None, log: Log = _quiet) -> Any:
-    """The `datasets.Dataset` a config trains and tests on (`config.data`, else MNIST), its labels
-    conformed to `config.classes` when `conform` (a trained model's, or the model being fine-tuned)."""
-    from .datasets import load_dataset
-
-    return load_dataset(_data_spec(config, data_dir), seed=config.seed, download=config.download,
-                        classes=config.classes if conform else None, progress=_image_progress(log))
-
-
-def _image_progress(say: Log) -> Callable[[int, int], None]:
-    """A progress callback for image folders: a line at each quarter of a large folder."""
-    state = {"next": 0.25}
-
-    def progress(done: int, total: int) -> None:
-        if total >= 2000 and done >= state["next"] * total:
-            say(f"reading images: {done:,} of {total:,}")
-            state["next"] += 0.25
-
-    return progress
-
-
-def _reference(config: Config, data: Any) -> tuple[Any, Any]:
-    """(reference, replay): MNIST (a Dataset, in the model's classes) when fine-tuning a digit model on
-    other data, scored before and after; the same as replay, mixed into training, unless `config.replay`
-    is 0. (None, None) otherwise."""
-    from .datasets.classes import is_digit_classes
-    from .finetune import mnist_reference
-
-    if config.init is None or data.name == "mnist" or not is_digit_classes(config.classes):
-        return None, None
-    reference = mnist_reference(config.classes)
-    return reference, reference if config.replay > 0 else None
-
-
 def train(config: Config | str | None = None, *, log: Log | None = None, progress: bool | None = False,
           callbacks: list[Any] | tuple[Any, ...] = (), **overrides: Any) -> RunResult:
     """Train and test a model, without figures or report (what `digitlab train` does).
@@ -215,7 +173,8 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     one line per phase and, without a progress bar, per epoch. `callbacks`
     go to Keras' fit.
     """
-    from . import plots
+    from . import finetune, plots
+    from .backend import device_name
     from .runs import check_writable_dir
     from .training import make_splits
     from .training import train as train_model
@@ -228,7 +187,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     say(f"loading {config.data or 'MNIST'}")
     with timer("load_data"):
         data = load_data(config, conform=config.init is not None, log=say)
-        reference, replay = _reference(config, data)
+        reference, replay = finetune.reference_sets(config, data)
         splits = make_splits(config, data, replay)
     for note in data.notes:
         say(f"note: {note}")
@@ -238,6 +197,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     if replay is not None:
         say(f"replay: {config.replay:.0%} of each batch from MNIST's {len(splits.x_replay):,} training images; "
             f"validation on MNIST's {len(splits.x_val):,}")
+    device = device_name()
     run_dir = new_run_dir(config.out, config.name, config.preset)
     figures: dict[str, Path] = {}
     before: dict[str, Any] = {}
@@ -250,16 +210,16 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
                 figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
                                                      run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes))
         if config.init is not None:
-            from .finetune import load_init
+            from .predict import model_id
 
             with timer("finetune_before"):
-                initial, init_file = load_init(config)
-                before = _finetune_scores(initial, config, data, reference)
-            say(f"fine-tuning {config.init} ({init_file.name}, {_sha12(init_file)}); before: "
-                + ", ".join(f"{name} {_pct(acc)}" for name, acc in before.items()))
+                initial, init_file = finetune.load_init(config)
+                before = finetune.scores(initial, config, data, reference)
+            say(f"fine-tuning {config.init} ({init_file.name}, {model_id(init_file)}); before: "
+                + ", ".join(f"{name} {'-' if acc is None else f'{acc:.2%}'}" for name, acc in before.items()))
         say(f"training preset {config.preset}: {config.epochs} epochs, batch {config.batch_size}"
             + (f", {config.members} members" if config.members > 1 else "")
-            + f", on {_short_device()} -> {run_dir}")
+            + f", on {device} -> {run_dir}")
         with timer("train"):
             result = train_model(config, splits, run_dir, progress=progress, log=say, callbacks=callbacks,
                                  initial=initial)
@@ -280,7 +240,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
         "n_train": int(len(splits.x_train)),
         "n_val": int(len(splits.x_val)),
         "data_source": data.source,
-        "device": _short_device(),
+        "device": device,
     }
     if data.notes:
         base["data_notes"] = list(data.notes)
@@ -301,8 +261,8 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
                                                             run_dir)
         if config.init is not None:
             with timer("finetune_after"):
-                after = _finetune_scores(model, config, data, reference)
-            base["finetune"] = _finetune_summary(config, init_file, before, after, data, reference, splits)
+                after = finetune.scores(model, config, data, reference)
+            base["finetune"] = finetune.summary(config, init_file, before, after, data, reference, splits)
         out = _write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
                                   base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
     except KeyboardInterrupt:
@@ -317,45 +277,6 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     atomic_write_json(run_dir / TIMINGS_FILE, timer.timings)
     set_latest(run_dir)
     return out
-
-
-def _finetune_scores(model: Any, config: Config, data: Any, reference: Any) -> dict[str, float | None]:
-    """Accuracy on the data's test split and (fine-tuning a digit model on other data) MNIST's test set."""
-    from .finetune import accuracy
-
-    scores = {"data": accuracy(model, data.x_test, data.y_test, scale=config.scale)}
-    if reference is not None:
-        scores["mnist"] = accuracy(model, reference.x_test, reference.y_test, scale=config.scale)
-    return scores
-
-
-def _finetune_summary(config: Config, init_file: Path, before: dict, after: dict, data: Any, reference: Any,
-                      splits: Any) -> dict[str, Any]:
-    from .finetune import compare, replay_batch
-
-    sizes = {"data": int(len(data.x_test))}
-    if reference is not None:
-        sizes["mnist"] = int(len(reference.x_test))
-    replay = splits.x_replay is not None
-    return compare(before, after, sizes, init=config.init, init_model_id=_sha12(init_file),
-                   replay=config.replay if replay else 0.0,
-                   replay_per_batch=replay_batch(config) if replay else 0, n_user_train=int(len(splits.x_train)))
-
-
-def _sha12(path: Path) -> str:
-    from .runs import sha256_file
-
-    return sha256_file(path)[:12]
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.2f}%"
-
-
-def _short_device() -> str:
-    from .backend import device_name
-
-    return device_name()
 
 
 def _discard_if_empty(run_dir: Path) -> None:
@@ -404,6 +325,7 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
                   command: str = "digitlab (Python API): calibrate_run", log: Log | None = None) -> RunResult:
     """Calibrate a trained run (default: the latest) as `run` does after training, then
     re-evaluate it: for models trained before calibration existed, or to re-fit it."""
+    from . import finetune
     from .models import load_model
     from .training import make_splits
 
@@ -414,7 +336,7 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
         raise ModelError(f"{run_dir / METRICS_FILE}: expected a JSON object; delete or restore it")
     model, config = load_model(run_dir)
     data = load_data(config, log=say)
-    splits = make_splits(config, data, _reference(config, data)[1])
+    splits = make_splits(config, data, finetune.reference_sets(config, data)[1])
     say("calibrating the confidence on the validation split")
     _, _, summary = _calibrate(model, config, splits.x_val, splits.y_val, run_dir)
     atomic_write_json(run_dir / METRICS_FILE, {**old, "calibration_fit": summary})
@@ -432,10 +354,7 @@ def explore(out: str | os.PathLike, *, data_dir: str | None = None, download: bo
     from .runs import check_writable_dir
 
     out_dir = check_writable_dir(out)
-    if data is not None and data_dir is not None:
-        raise ConfigError("give either --data or --data-dir, not both")
-    dataset = load_dataset(data if data is not None else (f"mnist:{data_dir}" if data_dir else None),
-                           download=download)
+    dataset = load_dataset(spec_of(data, data_dir), download=download)
     counts = {"train": dataset.class_counts("train"), "test": dataset.class_counts("test"),
               "classes": list(dataset.classes)}
     figures = plots.explore_figures(dataset.x_train, dataset.y_train, dataset.y_test, out_dir, seed=seed,

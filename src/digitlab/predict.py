@@ -144,7 +144,8 @@ def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike
     raise ModelError(f"model {str(model)!r} not found (expected a run directory, a model directory or a model file)")
 
 
-def _sha12(path: Path) -> str | None:
+def model_id(path: Path) -> str | None:
+    """A model file's id: the first 12 hex digits of its sha256 (None if it cannot be read)."""
     try:
         return sha256_file(path)[:12]
     except OSError:
@@ -223,7 +224,7 @@ class Predictor:
             metrics = {}  # a damaged metrics.json costs only the accuracy shown in `info`
         accuracy = metrics.get("test_accuracy") if isinstance(metrics, dict) else None
         info = {
-            "model_id": _sha12(model_file),
+            "model_id": model_id(model_file),
             "model_file": model_file.name,  # no directory: info is shown to API clients
             "preset": runner.config.preset,
             "test_accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
