@@ -34,8 +34,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = ServerProcess(model_arg(tmp_path_factory))
+def corrections(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("corrections")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, corrections):
+    srv = ServerProcess(model_arg(tmp_path_factory), extra=["--corrections", str(corrections)])
     yield srv
     srv.stop()
 
@@ -190,3 +195,25 @@ def test_api_docs_render_offline(browser, server, path, rendered):
         assert not errors, f"JavaScript errors on {path}: {errors}"
     finally:
         context.close()
+
+
+def test_wrong_its_a_saves_a_correction(page, corrections):
+    """The "Wrong? It's a _" control: the drawing just answered is saved under the chosen class."""
+    assert page.locator("#correct").is_hidden()  # nothing to correct yet
+    draw(page, STROKES["1"])
+    wait_done(page)
+    page.wait_for_selector("#correct:not([hidden])")
+    page.select_option("#correct-label", "7")
+    page.get_by_role("button", name="Save correction").click()
+    page.wait_for_selector('#correct[data-state="saved"]', timeout=15_000)
+    assert "Saved as 7" in page.locator("#correct-status").inner_text()
+    (original,) = (corrections / "7").iterdir()
+    (model_input,) = (corrections / ".inputs" / "7").iterdir()
+    assert original.suffix == ".png" and model_input.stem == original.stem
+    from PIL import Image
+
+    with Image.open(model_input) as img:
+        assert img.size == (28, 28) and 20 < int((np.asarray(img) > 128).sum()) < 500  # the drawn stroke
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_selector('#result[data-state="idle"]')
+    assert page.locator("#correct").is_hidden()

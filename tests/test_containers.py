@@ -256,7 +256,7 @@ def test_the_full_image_constraints_agree_with_the_serving_pins():
     serve, full = read_pins(SERVE_REQUIREMENTS), read_pins(FULL_CONSTRAINTS)
     differ = {n: (serve[n][0], full[n][0]) for n in set(serve) & set(full) if serve[n][0] != full[n][0]}
     assert not differ, f"serve vs full pins differ: {differ}"
-    assert {"tensorflow-cpu", "keras", "tf2onnx"} <= set(full)
+    assert {"tensorflow", "keras", "tf2onnx"} <= set(full)
 
 
 # --------------------------------------------------------------------------- Dockerfile lint

@@ -157,12 +157,13 @@ def test_export_elsewhere_carries_its_own_config_and_reloads(model_dir, tmp_path
 
 @pytest.mark.parametrize("out", ["/proc/x.onnx", "{tmp}/missing/dir/x.onnx"])
 def test_export_to_an_unwritable_place_fails_before_the_work(model_dir, tmp_path, monkeypatch, out):
+    import digitlab.converters as converters
     import digitlab.export as export
 
     def never(*args, **kwargs):
         raise AssertionError("converted although the destination cannot be written")
 
-    monkeypatch.setattr(export, "_to_onnx_bytes", never)
+    monkeypatch.setattr(converters, "to_onnx_bytes", never)
     with pytest.raises(ModelError, match="cannot write"):
         export.export_model(model_dir, "onnx", out=out.format(tmp=tmp_path))
     assert not (tmp_path / "missing").exists()  # no directories created on the way

@@ -334,3 +334,19 @@ def test_calibration_survives_export_in_every_runtime(model_dir, mnist):
         assert not differ, (runtime, [(flags["keras"][i], flags[runtime][i]) for i in differ])
     seen = flags["keras"]
     assert any(f[1] for f in seen) and any(not f[1] for f in seen) and any(f[3] for f in seen)
+
+
+def test_a_keras_only_model_without_tensorflow_is_a_model_error(tmp_path, monkeypatch):
+    """The slim serving image has no TensorFlow: a directory holding only model.keras is refused
+    in one line that says what to do (export to ONNX), not with a ModuleNotFoundError."""
+    from digitlab import runtimes
+    from digitlab.errors import ModelError
+
+    shutil.copy(Path(runtimes.__file__).parent / "pretrained" / "model.keras", tmp_path / "model.keras")
+    real_find_spec = runtimes.importlib.util.find_spec
+    monkeypatch.setattr(runtimes.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
+    for runtime in ("auto", "keras"):
+        with pytest.raises(ModelError, match=r"needs TensorFlow.*export.*--format onnx") as info:
+            runtimes.open_runner(tmp_path, runtime)
+        assert "\n" not in str(info.value)

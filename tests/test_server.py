@@ -164,7 +164,7 @@ def test_model_info_is_a_whitelist():
     assert r.status_code == 200, r.text
     assert r.json()["model"] == {"model_id": "abc123abc123", "file": "model.onnx", "preset": None, "test_accuracy": None,
                                  "runtime": "onnx", "threshold": 0.6, "not_digit_above": None, "temperature": None,
-                                 "digitlab_version": None}
+                                 "digitlab_version": None, "classes": []}
     assert "/srv" not in r.text and "/home" not in r.text and "hunter2" not in r.text
 
 

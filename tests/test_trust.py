@@ -102,7 +102,7 @@ def test_the_cli_outputs_show_not_a_digit(digit):
     out = Outcome("x.png", r)
     assert table_row("x.png", r)[-1] == "not a digit"
     row = dict(zip(CSV_HEADER, csv_row(out)))
-    assert row["not_digit"] == 1 and row["uncertain"] == 1 and row["no_digit"] == 0 and row["prediction"] == 0
+    assert row["not_digit"] == 1 and row["uncertain"] == 1 and row["no_digit"] == 0 and row["prediction"] == "0"  # the class name
     assert record(out)["not_digit"] is True
     assert len(csv_row(out)) == len(CSV_HEADER) == len(csv_row(Outcome("y.png", None, "broken")))
 

@@ -82,3 +82,32 @@ def tensorflow() -> Any:
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and the backend so a run can be repeated."""
     keras().utils.set_random_seed(seed)
+
+
+def device_name() -> str:
+    """Where Keras trains: "GPU: <name>" when TensorFlow sees a GPU (it uses the first one), else
+    "CPU: <model> (<n> cores)". For run summaries and reports, so times can be compared."""
+    tf = tensorflow()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        try:
+            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name") or gpus[0].name
+        except (RuntimeError, ValueError):
+            name = gpus[0].name
+        return f"GPU: {name}" + (f" (and {len(gpus) - 1} more, unused)" if len(gpus) > 1 else "")
+    return f"CPU: {cpu_name()} ({os.cpu_count() or '?'} cores)"
+
+
+def cpu_name() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what `platform` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "cpu model") and value.strip():
+                    return " ".join(value.split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"

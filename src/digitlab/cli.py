@@ -46,17 +46,25 @@ def _say(msg: str) -> None:
 def _presets_help() -> str:
     from .presets import describe_presets
 
-    return "Model preset. " + "; ".join(describe_presets().splitlines())
+    return (f"Model preset (default: {DEFAULT_PRESET}; with --init, the model's). "
+            + "; ".join(describe_presets().splitlines()))
 
 
 RUNS_HELP = "Directory that holds run directories. (default: $DIGITLAB_RUNS, else ./runs)"
 DATA_DIR_HELP = "Directory with the four MNIST IDX files (raw or .gz) or an mnist.npz. (default: the packaged copy)"
+DATA_HELP = ("What to train on: a folder of images with one sub-folder per class (DIR/CLASS/*.png, or "
+             "DIR/train/ and DIR/test/), IDX or .npz files, or a known set: fashion-mnist, kmnist, "
+             "emnist-digits (NAME or NAME:PATH). (default: MNIST)")
+INIT_HELP = ("Fine-tune a trained model instead of starting from random weights: 'pretrained' (the shipped "
+             "model), a run (name, directory or 'latest') or a .keras file. Its architecture, classes and "
+             "preprocessing are kept; few epochs at a low learning rate (override with --epochs, --lr); a digit "
+             "model gets MNIST mixed into every batch (--set replay=0.75).")
 
 # The training options of `run` and `train`, defined once: (parameter, Config field, type,
 # default, option names, metavar, help). None (or False for flags) means "not given", so the
 # preset's default stays in force.
 TRAINING_OPTIONS: tuple[tuple[str, str | None, Any, Any, tuple[str, ...], str, str], ...] = (
-    ("preset", None, str, DEFAULT_PRESET, ("--preset", "-p"), "NAME", _presets_help),
+    ("preset", None, Optional[str], None, ("--preset", "-p"), "NAME", _presets_help),
     ("epochs", "epochs", Optional[int], None, ("--epochs", "-e"), "N",
      "Training epochs. (default: the preset's, 10 for seed)"),
     ("batch_size", "batch_size", Optional[int], None, ("--batch-size", "-b"), "N",
@@ -71,6 +79,8 @@ TRAINING_OPTIONS: tuple[tuple[str, str | None, Any, Any, tuple[str, ...], str, s
     ("val_fraction", "val_fraction", Optional[float], None, ("--val-fraction",), "X",
      "Validation share of the training images. (default: 0.2)"),
     ("stratify", "stratify", bool, False, ("--stratify",), "", "Stratify the train/validation split by class."),
+    ("data", "data", Optional[str], None, ("--data", "-d"), "SPEC", DATA_HELP),
+    ("init", "init", Optional[str], None, ("--init",), "MODEL", INIT_HELP),
     ("data_dir", "data_dir", Optional[str], None, ("--data-dir",), "DIR", DATA_DIR_HELP),
     ("download", "download", bool, False, ("--download",), "",
      "Use MNIST downloaded from the public mirrors into the user cache."),
@@ -86,7 +96,7 @@ def _with_training_options(func: Callable[..., None]) -> Callable[..., None]:
     params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
     for name, _, tp, default, flags, metavar, help_text in TRAINING_OPTIONS:
         help_text = help_text() if callable(help_text) else help_text
-        option = typer.Option(*flags, help=help_text, metavar=metavar, show_default=name == "preset")
+        option = typer.Option(*flags, help=help_text, metavar=metavar, show_default=False)
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[tp, option]))
     func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
@@ -101,7 +111,10 @@ def training_config(options: dict[str, Any]) -> Any:
     given = {field: options[name] for name, field, _, default, *_ in TRAINING_OPTIONS
              if field is not None and options.get(name) not in (None, default)}
     given.update(parse_overrides(options.get("set") or ()))
-    return make_config(options.get("preset") or DEFAULT_PRESET, **given)
+    preset = options.get("preset")
+    if given.get("init") is None and preset is None:
+        preset = DEFAULT_PRESET
+    return make_config(preset, **given)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -147,9 +160,21 @@ def _print_run_summary(result: Any, *, what: str) -> None:
     _say(f"  test accuracy   {m['test_accuracy'] * 100:.2f}%  (model.evaluate)")
     _say(f"  accuracy_score  {m['accuracy_score'] * 100:.2f}%  (sklearn, on argmax predictions)")
     _say(f"  test loss       {m['test_loss']:.4f}")
+    if m.get("device"):
+        _say(f"  trained on      {m['device']}")
+    finetune = m.get("finetune")
+    if isinstance(finetune, dict):
+        names = {"data": "its data's test split", "mnist": "MNIST test"}
+        for name, entry in (finetune.get("test_sets") or {}).items():
+            _say(f"  fine-tuned: {names.get(name, name):<22} {_pct(entry.get('before'))} -> {_pct(entry.get('after'))}"
+                 f"  ({entry.get('n', 0):,} images)")
     _say(f"  run directory   {result.run_dir}")
     if result.report is not None:
         _say(f"  report          {result.report}")
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
 
 
 def _training_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
@@ -186,18 +211,24 @@ DataDirOpt = Annotated[Optional[str], typer.Option("--data-dir", help=DATA_DIR_H
 DownloadOpt = Annotated[bool, typer.Option("--download", help="Use MNIST downloaded into the user cache.")]
 
 
+DataOpt = Annotated[Optional[str], typer.Option("--data", "-d", help=DATA_HELP, metavar="SPEC")]
+
+
 @app.command()
-def evaluate(ctx: typer.Context, run: RunArg = None, out: RunsOpt = None, data_dir: DataDirOpt = None) -> None:
+def evaluate(ctx: typer.Context, run: RunArg = None, out: RunsOpt = None, data: Annotated[Optional[str], typer.Option(
+        "--data", "-d", metavar="SPEC", help="Test on this data's test split instead of the run's own (same "
+        "classes as the model).")] = None, data_dir: DataDirOpt = None) -> None:
     """Evaluate a saved run on the test set and (re)write its metrics, figures and report."""
     from .pipeline import evaluate_run
 
-    result = evaluate_run(run, out=out, data_dir=data_dir, command=_command_line(ctx))
+    result = evaluate_run(run, out=out, data=data, data_dir=data_dir, command=_command_line(ctx))
     _print_run_summary(result, what="Evaluation")
 
 
 @app.command()
 def explore(
     out: Annotated[str, typer.Option("--out", "-o", help="Directory for the figures.", metavar="DIR")] = "runs/explore",
+    data: DataOpt = None,
     data_dir: DataDirOpt = None,
     download: DownloadOpt = False,
     seed: Annotated[int, typer.Option(help="Seed for the random-sample grid.", metavar="N")] = 0,
@@ -205,13 +236,24 @@ def explore(
     """Look at the data: counts per class and the exploration figures."""
     from .pipeline import explore as explore_data
 
-    counts, figures, source = explore_data(out, data_dir=data_dir, download=download, seed=seed)
-    _say(f"MNIST: {sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
-    _say("class      " + " ".join(f"{c:>6d}" for c in range(10)))
-    for split in ("train", "test"):
-        _say(f"{split:<10} " + " ".join(f"{n:>6d}" for n in counts[split]))
+    counts, figures, source = explore_data(out, data=data, data_dir=data_dir, download=download, seed=seed)
+    _say(f"{sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
+    _print_class_counts(counts["classes"], counts["train"], counts["test"])
     for path in figures.values():
         _say(f"wrote {path}")
+
+
+def _print_class_counts(classes: list[str], train: list[int], test: list[int]) -> None:
+    """Images per class and split: one column per class (digits), or one line per class (others)."""
+    if all(len(c) <= 6 for c in classes) and len(classes) <= 12:
+        _say("class      " + " ".join(f"{c:>6}" for c in classes))
+        for split, counts in (("train", train), ("test", test)):
+            _say(f"{split:<10} " + " ".join(f"{n:>6d}" for n in counts))
+        return
+    width = min(24, max(len(c) for c in classes))
+    _say(f"{'class':<{width}}  {'train':>7}  {'test':>7}")
+    for name, a, b in zip(classes, train, test):
+        _say(f"{name:<{width}}  {a:>7,}  {b:>7,}")
 
 
 @app.command()
@@ -227,9 +269,10 @@ def show(
     from .pipeline import show_test_image
 
     shown = show_test_image(run, out=out, index=index, seed=seed, save=save)
-    _say(f"test image #{shown.index}: true label {shown.true}, predicted {shown.predicted} with "
+    names = shown.classes or tuple(str(d) for d in range(10))
+    _say(f"test image #{shown.index}: true label {names[shown.true]}, predicted {names[shown.predicted]} with "
          f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
-    _say("top-3: " + ", ".join(f"{c} ({p * 100:.1f}%)" for c, p in shown.top3))
+    _say("top-3: " + ", ".join(f"{names[c]} ({p * 100:.1f}%)" for c, p in shown.top3))
     if shown.figure is not None:
         _say(f"wrote {shown.figure}")
 
@@ -243,13 +286,23 @@ def presets() -> None:
 
 
 @app.command()
-def data(data_dir: DataDirOpt = None, download: DownloadOpt = False) -> None:
-    """Check the MNIST files (checksums, headers) and say where they come from; --download fetches them."""
-    from .data import load_mnist_data
+def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOpt = False) -> None:
+    """Check the data (MNIST by default, or --data SPEC): what would be trained on, its classes and
+    counts, what was verified and what was skipped; --download fetches MNIST or a known set."""
+    from .datasets import load_dataset
+    from .rundata import spec_of
 
-    d = load_mnist_data(data_dir, download=download)
+    d = load_dataset(spec_of(data, data_dir), download=download)
     _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
          + (f"; files in {d.location}" if d.location else ""))
+    _say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")
+    _print_class_counts(list(d.classes), d.class_counts("train"), d.class_counts("test"))
+    for note in d.notes:
+        _say(f"note: {note}")
+    for skipped in d.skipped[:20]:
+        _say(f"skipped {skipped.path}: {skipped.reason}")
+    if len(d.skipped) > 20:
+        _say(f"... and {len(d.skipped) - 20} more skipped")
 
 
 @app.command()
@@ -289,7 +342,7 @@ def predict(
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
     items = expand_inputs(paths)
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
-                 annotate_dir=dirs[0], input_dir=dirs[1]) as printer:
+                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
         for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
                                                 keep_image=annotate is not None):
             printer.add(outcome)
@@ -355,13 +408,23 @@ def serve(
         "Also answer requests whose Host header names NAME (repeatable; '*': any). Bound to loopback, "
         "only localhost, 127.0.0.1 and ::1 are answered otherwise (DNS rebinding); bound to another "
         "address, any name unless some are given."))] = None,
+    corrections: Annotated[Optional[str], typer.Option("--corrections", metavar="DIR", help=(
+        "Save the page's corrections (\"wrong? it's a 7\": POST /api/corrections) in DIR, one sub-folder per "
+        "class, ready for `digitlab train --data DIR --init pretrained`. (default: off; the server keeps "
+        "nothing people send)"))] = None,
+    corrections_max: Annotated[int, typer.Option("--corrections-max", metavar="N", help=(
+        "At most N samples in the corrections folder; then 409 until it is emptied."))] = serving.DEFAULT_CORRECTIONS_MAX,
+    corrections_max_mb: Annotated[float, typer.Option("--corrections-max-mb", metavar="MB", help=(
+        "At most this many megabytes in the corrections folder."))] = serving.DEFAULT_CORRECTIONS_MAX_BYTES / 2**20,
 ) -> None:
     """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
     from .server import serve as run_server
 
     run_server(model, runtime, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
                limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
-               timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (), say=_say)
+               timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (),
+               corrections=corrections, corrections_max=corrections_max,
+               corrections_max_bytes=int(corrections_max_mb * 2**20), say=_say)
 
 def _fill_metavars(command: Any) -> None:
     """Typer >= 0.22 shows a parameter's Python type (`<bool>`, `<str>`) where no metavar is

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
+from .datasets.classes import DIGITS, class_names_problem
 from .errors import ConfigError
 from .layout import CONFIG_FILE, default_runs_dir
 from .presets import PRESETS
@@ -47,6 +48,9 @@ class Config:
     preset: str = "seed"  # the tutorial's CNN; other presets trade size for speed/accuracy
 
     # --- data --------------------------------------------------------------
+    # What to train on (`--data SPEC`, see `digitlab.datasets`): a folder of images with one
+    # sub-folder per class, IDX/npz files, or a known set by name. None = MNIST, the default.
+    data: str | None = None
     data_dir: str | None = None  # None = the MNIST copy shipped inside the package (offline)
     download: bool = False  # fetch from public mirrors only when asked: default runs need no network
     val_fraction: float = 0.2  # the tutorial's 80/20 train/validation split
@@ -104,7 +108,36 @@ class Config:
     # benchmark) without training on that benchmark's transforms. 0 = off, as in the tutorial.
     corruptions: float = 0.0
 
+    # --- fine-tuning -----------------------------------------------------------
+    # The model to start from (`--init`): "pretrained" (the shipped model), a run (name, directory or
+    # "latest") or a model file. None = random initial weights. Its architecture, classes and
+    # preprocessing come with it (`finetune.finetune_config`); so do the fine-tuning defaults
+    # (`presets.FINETUNE_DEFAULTS`: few passes, a low learning rate).
+    init: str | None = None
+    # Rehearsal against forgetting: the share of every fine-tuning batch drawn from MNIST's training
+    # images (a digit model fine-tuned on other data). A handful of the user's images alone would pull
+    # the model towards them and away from everything else it knew (catastrophic forgetting). Measured
+    # on the handwriting-style benchmark (bench_style.py --finetune 10,20, BENCHMARKS.md): with three
+    # quarters of each batch from MNIST the shipped model kept >= 99.5% on MNIST test and learnt the
+    # style; with half (--set replay=0.5) it fell to 99.46% / 99.44%, and a lower learning rate or fewer
+    # epochs did not help (the user's share of the gradient is what pulls MNIST away).
+    # 0 = the user's data only.
+    replay: float = 0.75
+    # Fine-tuning keeps batch normalisation's statistics as trained (the layers run as at inference):
+    # batches of a few dozen images, half of them one writer's, would otherwise replace statistics
+    # estimated on all of MNIST (Keras' transfer-learning guide advises the same). Models without BN
+    # (seed, fast, balanced) are unaffected.
+    freeze_batch_norm: bool = True
+    # Steps in an epoch at least: a small data set repeats within an epoch, so that an epoch means some
+    # learning whatever the data's size (100 images at 16 a batch are 7 steps). 0 = one pass over the
+    # training data, as in the tutorial; fine-tuning sets it (`presets.FINETUNE_DEFAULTS`).
+    min_steps: int = 0
+
     # --- preprocessing contract (what a model expects as input) --------------
+    # What each output of the model means, in output order: saved with the model, so predictions,
+    # the page, the report and every export name them. Set by digitlab from the data (its class
+    # folders, a known set's names, or classes.txt), never by hand.
+    classes: tuple[str, ...] = DIGITS
     image_size: int = 28  # MNIST resolution; models take (N, 28, 28, 1)
     scale: float = 1.0 / 255.0  # uint8 pixels to [0, 1], as in the tutorial
     polarity: str = "white-on-black"  # MNIST ink is bright on a dark background
@@ -173,6 +206,19 @@ class Config:
             v = getattr(self, name)
             need(v is None or 0.0 <= v <= 1.0, f"{_label(name)} must be a number in [0, 1] or none (got {v!r})")
         need(not (self.data_dir and self.download), "give either a data directory or --download, not both")
+        need(not (self.data and self.data_dir), "give either --data or --data-dir, not both "
+                                                "(--data mnist:DIR is the same as --data-dir DIR)")
+        need(self.data is None or bool(self.data.strip()), "--data must not be empty")
+        problem = class_names_problem(self.classes)
+        need(problem is None, f"classes: {problem}")
+        need(self.init is None or bool(self.init.strip()), "--init must not be empty")
+        need(0 <= self.min_steps <= 1_000_000, f"min steps must be an integer between 0 and 1,000,000 "
+                                               f"(got {self.min_steps!r})")
+        need(0.0 <= self.replay <= 0.9, f"replay must be a number in [0, 0.9] (got {self.replay!r}): "
+                                        f"a share of each batch, and the user's data needs the rest")
+        # Fine-tuning trains the loaded model as it is, and a saved model is float32.
+        need(self.init is None or self.precision == "float32",
+             f"fine-tuning (--init) trains in float32 (got precision {self.precision!r})")
         need(self.image_size == 28, f"image_size must be 28 for MNIST models (got {self.image_size!r})")
         # The model was trained on pixels * scale; a scale of 0 or 1000 would feed it garbage.
         need(0.0 < self.scale <= 1.0, f"scale must be a number in (0, 1] (got {self.scale!r})")
@@ -186,7 +232,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """JSON-ready: tuples (the class names) become lists."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as JSON (atomically); `path` may be a file or a model directory."""
@@ -203,7 +250,10 @@ class Config:
         if not isinstance(data, Mapping):
             raise ConfigError("config must be a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        values = {k: v for k, v in data.items() if k in names}
+        if isinstance(values.get("classes"), list):  # JSON has no tuples
+            values["classes"] = tuple(values["classes"])
+        return cls(**values)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:
@@ -240,6 +290,8 @@ def _field_types() -> dict[str, Any]:
 
 def _has_type(value: Any, tp: Any) -> bool:
     """isinstance for the field types used here, strict about bool vs int and finite floats."""
+    if typing.get_origin(tp) is tuple:  # tuple[str, ...]
+        return isinstance(value, tuple) and all(_has_type(v, typing.get_args(tp)[0]) for v in value)
     args = typing.get_args(tp)
     if args:  # X | None
         return any(_has_type(value, a) for a in args)
@@ -255,6 +307,8 @@ def _has_type(value: Any, tp: Any) -> bool:
 
 
 def _type_words(tp: Any) -> str:
+    if typing.get_origin(tp) is tuple:
+        return "a list of strings"
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     base = args[0] if args else tp
     words = {bool: "true or false", int: "an integer", float: "a finite number", str: "a string"}[base]
@@ -289,6 +343,9 @@ def _coerce(name: str, text: str) -> Any:
     raise ConfigError(f"--set {name}={text}: {_label(name)} must be {_type_words(tp)}")
 
 
+_NOT_SETTABLE = {"classes": "the class names come from the data (its folders, a known set or classes.txt)"}
+
+
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """`["epochs=3", "limit=none"]` -> `{"epochs": 3, "limit": None}`, typed by the Config fields."""
     names = {f.name for f in dataclasses.fields(Config)}
@@ -300,12 +357,24 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set epochs=3")
         if key not in names:
             raise ConfigError(f"--set {item!r}: unknown config field {key!r}; fields: {', '.join(sorted(names))}")
+        if key in _NOT_SETTABLE:
+            raise ConfigError(f"--set {item!r}: {_NOT_SETTABLE[key]}")
         out[key] = _coerce(key, value)
     return out
 
 
-def make_config(preset: str = "seed", **overrides: Any) -> Config:
-    """Config for `preset`: defaults, then the preset's own, then `overrides` (validated)."""
+def make_config(preset: str | None = None, **overrides: Any) -> Config:
+    """Config for `preset` (default "seed"): defaults, then the preset's own, then `overrides` (validated).
+
+    With `init=MODEL` among the overrides it is a fine-tuning config instead (`finetune.finetune_config`):
+    the architecture, classes and preprocessing of MODEL, the fine-tuning defaults, then `overrides`;
+    a `preset` other than MODEL's is an error.
+    """
+    if overrides.get("init") is not None:
+        from .finetune import finetune_config
+
+        return finetune_config(overrides.pop("init"), preset=preset, **overrides)
+    preset = "seed" if preset is None else preset
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
     return Config(preset=preset).replace(**dict(PRESETS[preset].defaults)).replace(**overrides)

@@ -23,7 +23,7 @@ class Evaluation:
     """Metrics (JSON-ready) plus the arrays the figures need."""
 
     metrics: dict[str, Any]
-    probs: np.ndarray  # (N, 10) softmax outputs
+    probs: np.ndarray  # (N, classes) softmax outputs
     y_true: np.ndarray
     y_pred: np.ndarray
 
@@ -35,9 +35,11 @@ def predict_proba(model: keras.Model, images: np.ndarray, *, scale: float = 1.0 
 
 
 def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *, scale: float = 1.0 / 255.0,
-                   uncertain_below: float | None = None, not_digit_above: float | None = None) -> Evaluation:
-    """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores, confusion matrix,
-    and calibration; with the model's thresholds, what share of the test digits each one flags."""
+                   classes: tuple[str, ...] | None = None, uncertain_below: float | None = None,
+                   not_digit_above: float | None = None) -> Evaluation:
+    """Test loss/accuracy from `model.evaluate` and `accuracy_score`, per-class scores (keyed by class
+    name; default: the model's outputs numbered 0, 1, ...), confusion matrix (rows and columns in
+    class order), and calibration; with the model's thresholds, what share of the test digits each one flags."""
     from sklearn.metrics import accuracy_score, classification_report, confusion_matrix
 
     from .calibration import calibration_metrics
@@ -48,7 +50,12 @@ def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *
     probs = np.asarray(model.predict(x, batch_size=EVAL_BATCH, verbose=0), dtype=np.float32)
     y_pred = probs.argmax(axis=1).astype(np.int32)
     sk_acc = float(accuracy_score(y, y_pred))
-    labels = list(range(10))
+    n_classes = probs.shape[1]
+    names = [str(c) for c in range(n_classes)] if classes is None else list(classes)
+    if len(names) != n_classes:
+        raise ValueError(f"the model has {n_classes} outputs but {len(names)} class names")
+    labels = list(range(n_classes))
+    # Keyed by label number here (a class could be named "accuracy"); by name in the metrics.
     report = classification_report(y, y_pred, labels=labels, output_dict=True, zero_division=0)
     cm = confusion_matrix(y, y_pred, labels=labels)
     row_sums = cm.sum(axis=1, keepdims=True)
@@ -67,7 +74,7 @@ def evaluate_model(model: keras.Model, x_test: np.ndarray, y_test: np.ndarray, *
         "accuracies_agree": bool(abs(float(keras_acc) - sk_acc) < 0.5 / max(len(y), 1)),
         "n_test": int(len(y)),
         "errors": int((y_pred != y).sum()),
-        "per_class": {str(c): scores(report[str(c)]) for c in labels},
+        "per_class": {names[c]: scores(report[str(c)]) for c in labels},
         "macro_avg": scores(report["macro avg"]),
         "weighted_avg": scores(report["weighted avg"]),
         "confusion_matrix": cm.astype(int).tolist(),

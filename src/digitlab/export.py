@@ -37,42 +37,27 @@ above 1e-4 aborts the export (the file is not kept).
 Ensembles (`--preset ensemble`, `--members N`) are saved as ONE functional
 Keras model that averages its members (`models.average_model`), so they export
 as a single averaged graph like any other model.
-
-Version notes: tf2onnx 1.17 works with NumPy 2 and TF 2.21 through
-`from_function` (its `from_keras` fails on Keras 3 models: KeyError on
-keras_tensor names), so we always convert a tf.function. LiteRT export uses
-builtin ops only (no Flex ops: the standalone `ai-edge-litert` interpreter
-lacks them) and converts a frozen concrete function: an unfrozen one keeps
-READ_VARIABLE ops without values (NaN outputs, failed int8 calibration).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import json
-import logging
 import os
 import shutil
-import tempfile
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import __version__, backend
+from . import __version__, backend, converters
 from .artifacts import META_PREFIX, read_metadata, read_onnx_metadata  # noqa: F401 - part of this API
+from .converters import INPUT_NAME, OUTPUT_NAME
 from .errors import ConfigError, ModelError
 from .layout import METRICS_FILE, MODEL_FILE, ONNX_FILE, SAVEDMODEL_DIR, TFLITE_FILE, metadata_path
 from .runs import check_output_path, read_json, sha256_file
 
 FORMATS = ("onnx", "litert", "savedmodel", "keras")
 QUANTIZATIONS = ("none", "float16", "int8")
-INPUT_NAME = "image"
-OUTPUT_NAME = "probabilities"
-ONNX_OPSET = 17  # ONNX Runtime >= 1.17 runs it; tf2onnx 1.17 writes it
 PARITY_TOLERANCE = 1e-4  # max |p_exported - p_keras| for float32 exports
 REPRESENTATIVE_IMAGES = 200  # MNIST training images used to calibrate int8
 
@@ -157,180 +142,24 @@ def inference_model(model: Any) -> Any:
 
 def _check_io(model: Any, config: Any) -> None:
     size = config.image_size
+    k = len(config.classes)
     in_shape = tuple(model.input_shape)
     out_shape = tuple(model.output_shape)
-    if in_shape[1:] != (size, size, 1) or out_shape[1:] != (10,):
-        raise ModelError(f"export supports models mapping (N, {size}, {size}, 1) to (N, 10); "
-                         f"this one maps {in_shape} to {out_shape}")
-
-
-def _serving_function(model: Any, size: int) -> Any:
-    """The model as one tf.function with an explicit float32 [None, size, size, 1] signature."""
-    tf = backend.tensorflow()
-    spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
-
-    @tf.function(input_signature=spec)
-    def serve(image):
-        return {OUTPUT_NAME: model(image, training=False)}
-
-    return serve, spec
-
-
-# --------------------------------------------------------------------------- per-format writers
-
-
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Hide converter chatter: C++ stderr lines (replayed if the conversion fails) and
-    absl/root logging and Python warnings, unless --verbose."""
-    if backend.verbose():
-        yield
-        return
-    root, absl = logging.getLogger(), logging.getLogger("absl")
-    levels = root.level, absl.level
-    root.setLevel(logging.ERROR)
-    absl.setLevel(logging.ERROR)
-    try:
-        with backend.quiet_stderr(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        root.setLevel(levels[0])
-        absl.setLevel(levels[1])
-
-
-def _to_onnx_bytes(model: Any, size: int) -> bytes:
-    try:
-        import tf2onnx
-    except ImportError:
-        raise ModelError("ONNX export needs tf2onnx: pip install 'digitlab[export]'") from None
-    serve, spec = _serving_function(model, size)
-    try:
-        proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=ONNX_OPSET)
-    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
-        raise ModelError(f"ONNX conversion failed ({type(exc).__name__}: {str(exc)[:300]})") from None
-    # tf2onnx names the graph input after the signature and the output after
-    # the dict key already; make sure, since runners and docs rely on them.
-    if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
-        raise ModelError(f"unexpected ONNX graph names: inputs {[i.name for i in proto.graph.input]}, "
-                         f"outputs {[o.name for o in proto.graph.output]}")
-    proto.producer_name = "digitlab"
-    proto.producer_version = __version__
-    return proto.SerializeToString()
-
-
-def _onnx_float16(onnx_bytes: bytes) -> bytes:
-    """Store float32 weights as float16 (half the file); compute stays float32.
-
-    Each converted initializer is followed by a Cast back to float32, which
-    ONNX Runtime folds once at load time, so speed is that of the float model.
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load_from_string(onnx_bytes)
-    graph = model.graph
-    casts = []
-    for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT:
-            continue
-        arr = numpy_helper.to_array(init)
-        if arr.size < 16:  # tiny constants (shapes, scalars): not worth a Cast
-            continue
-        half = numpy_helper.from_array(arr.astype(np.float16), name=init.name + "__fp16")
-        graph.initializer.remove(init)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT,
-                                      name=init.name + "__cast"))
-    for i, node in enumerate(casts):
-        graph.node.insert(i, node)
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def _onnx_int8(onnx_bytes: bytes, calibration: np.ndarray) -> bytes:
-    """Static int8 quantisation (QDQ, per-channel weights), calibrated on MNIST training images."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self._it = iter(np.split(calibration, max(1, len(calibration) // 20)))
-
-        def get_next(self):
-            batch = next(self._it, None)
-            return None if batch is None else {INPUT_NAME: batch}
-
-    with tempfile.TemporaryDirectory(prefix="digitlab-q-") as tmp:
-        src, dst = Path(tmp) / "float.onnx", Path(tmp) / "int8.onnx"
-        src.write_bytes(onnx_bytes)
-        quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
-        return dst.read_bytes()
-
-
-def _write_savedmodel(model: Any, size: int, dest: Path) -> None:
-    """tf.saved_model with one `serving_default` signature: image -> {probabilities}."""
-    tf = backend.tensorflow()
-    serve, _ = _serving_function(model, size)
-    module = tf.Module()
-    module.model = model  # tracks the variables
-    module.serve = serve
-    tf.saved_model.save(module, str(dest), signatures={"serving_default": serve.get_concrete_function()})
-
-
-def _to_tflite_bytes(model: Any, size: int, quantize: str, calibration: np.ndarray | None) -> bytes:
-    tf = backend.tensorflow()
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    serve, _ = _serving_function(model, size)
-    # Freeze the weights into constants: a function that reads Keras 3
-    # variables converts to READ_VARIABLE ops, whose values LiteRT then lacks.
-    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]  # no Flex ops
-    if quantize == "float16":
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_types = [tf.float16]
-    elif quantize == "int8":
-        assert calibration is not None
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        # Input and output stay float32 (quantize/dequantize at the edges),
-        # so every runner keeps the same float interface.
-
-        def representative():
-            for i in range(len(calibration)):
-                yield [calibration[i:i + 1]]
-
-        conv.representative_dataset = representative
-    try:
-        return conv.convert()
-    except Exception as exc:  # noqa: BLE001
-        raise ModelError(f"LiteRT conversion failed ({type(exc).__name__}: {str(exc)[:300]})") from None
-
-
-def _write_dir_atomically(dest: Path, writer: Any) -> None:
-    """Build a directory next to `dest`, then swap it in (the old one is removed only after)."""
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-    try:
-        writer(tmp / "out")
-        if dest.exists():
-            os.replace(dest, old)
-        os.replace(tmp / "out", dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+    if in_shape[1:] != (size, size, 1) or out_shape[1:] != (k,):
+        raise ModelError(f"export supports models mapping (N, {size}, {size}, 1) to (N, {k}) (one output per class "
+                         f"in its config); this one maps {in_shape} to {out_shape}")
 
 
 def calibration_images(config: Any, n: int = REPRESENTATIVE_IMAGES, seed: int = 0) -> np.ndarray:
-    """`n` MNIST training images (seeded choice) as model input, for int8 calibration."""
-    from .data import load_mnist_data
+    """`n` training images (seeded choice) as model input, for int8 calibration: MNIST's for a
+    digit model, else the model's own data's (`config.data`, which must be on this machine)."""
+    from .datasets import is_digit_classes, load_dataset
     from .preprocess import to_model_input
 
-    # The packaged copy: always there, and what every digitlab model was trained on
-    # (a run's own data_dir may not exist on the machine that exports it).
-    data = load_mnist_data()
+    # A digit model: the packaged copy, always there, and what (or what looks like what) every
+    # digit model was trained on (a run's own data may not exist on the machine that exports it).
+    data = load_dataset(None if is_digit_classes(config.classes) else config.data, seed=config.seed)
+    n = min(n, len(data.x_train))
     idx = np.random.default_rng(seed).choice(len(data.x_train), size=n, replace=False)
     return to_model_input(data.x_train[np.sort(idx)], scale=config.scale)
 
@@ -344,16 +173,18 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
     except ModelError:
         metrics = {}  # a damaged metrics.json only costs the accuracy field of the metadata
     size = config.image_size
+    k = len(config.classes)
     return {
         "format": fmt,
         "quantization": quantize,
         "digitlab_version": __version__,
         "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "preset": config.preset,
-        "labels": [str(i) for i in range(10)],
+        # The class names, in output order (what the probabilities' indices mean).
+        "labels": list(config.classes),
         "input": {"name": INPUT_NAME, "shape": [None, size, size, 1], "dtype": "float32"},
-        "output": {"name": OUTPUT_NAME, "shape": [None, 10], "dtype": "float32",
-                   "meaning": "class probabilities (softmax), index = digit"
+        "output": {"name": OUTPUT_NAME, "shape": [None, k], "dtype": "float32",
+                   "meaning": "class probabilities (softmax), index i = class labels[i]"
                               + (", calibrated (temperature included)" if getattr(config, "temperature", None)
                                  else "")},
         "preprocessing": {"image_size": size, "scale": config.scale, "polarity": config.polarity,
@@ -366,26 +197,11 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
         "calibration": {"temperature": getattr(config, "temperature", None),
                         "uncertain_below": getattr(config, "uncertain_below", None),
                         "not_digit_above": getattr(config, "not_digit_above", None),
-                        "not_digit_score": "entropy of the probabilities / log(10)"},
+                        "not_digit_score": f"entropy of the probabilities / log({k})"},
         "parameters": n_params,
         "source_model": {"file": model_file.name, "sha256": sha256_file(model_file)},
         "config": config.to_dict(),
     }
-
-
-def _embed_onnx_metadata(onnx_bytes: bytes, meta: dict[str, Any]) -> bytes:
-    import onnx
-
-    model = onnx.load_from_string(onnx_bytes)
-    keep = [p for p in model.metadata_props if not p.key.startswith(META_PREFIX)]
-    del model.metadata_props[:]
-    model.metadata_props.extend(keep)
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = META_PREFIX + key, json.dumps(value)
-    model.doc_string = (f"digitlab {meta['preset']} digit classifier: input '{INPUT_NAME}' float32 "
-                        f"(N,28,28,1) = pixels/255 white-on-black; output '{OUTPUT_NAME}' (N,10)")
-    return model.SerializeToString()
 
 
 # --------------------------------------------------------------------------- parity check
@@ -465,20 +281,20 @@ def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str |
     metadata_path(dest).unlink(missing_ok=True)
 
     if fmt == "onnx":
-        with _quiet():
-            data = _to_onnx_bytes(model, size)
+        with converters.quiet():
+            data = converters.to_onnx_bytes(model, size)
             if quantize == "float16":
-                data = _onnx_float16(data)
+                data = converters.onnx_float16(data)
             elif quantize == "int8":
-                data = _onnx_int8(data, calibration)
-        atomic_write_bytes(dest, _embed_onnx_metadata(data, meta))
+                data = converters.onnx_int8(data, calibration)
+        atomic_write_bytes(dest, converters.embed_onnx_metadata(data, meta))
     elif fmt == "litert":
-        with _quiet():
-            data = _to_tflite_bytes(model, size, quantize, calibration)
+        with converters.quiet():
+            data = converters.to_tflite_bytes(model, size, quantize, calibration)
         atomic_write_bytes(dest, data)
     elif fmt == "savedmodel":
-        with _quiet():
-            _write_dir_atomically(dest, lambda p: _write_savedmodel(model, size, p))
+        with converters.quiet():
+            converters.write_dir_atomically(dest, lambda p: converters.write_savedmodel(model, size, p))
     else:  # keras: an inference-only copy (no optimizer state, no training-only layers)
         with atomic_path(dest) as tmp:
             # from_config builds an uncompiled twin (clone_model would carry

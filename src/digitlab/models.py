@@ -38,7 +38,7 @@ def _seed_cnn(config: Config) -> keras.Model:
             layers.MaxPooling2D((2, 2)),
             layers.Flatten(),
             layers.Dense(64, activation="relu"),
-            layers.Dense(10, activation="softmax", name="probabilities"),
+            layers.Dense(len(config.classes), activation="softmax", name="probabilities"),
         ],
         name="seed",
     )
@@ -53,9 +53,11 @@ def _conv_bn_relu(x: Any, filters: int, *, kernel: int = 3, strides: int = 1) ->
     return layers.ReLU()(x)
 
 
-def _probabilities(x: Any) -> Any:
-    """The Dense10-softmax head, always in float32: softmax and the loss lose too much in bfloat16."""
-    return backend.keras().layers.Dense(10, activation="softmax", name="probabilities", dtype="float32")(x)
+def _probabilities(x: Any, config: Config) -> Any:
+    """The softmax head, one output per class (10 for MNIST), always in float32: softmax and the
+    loss lose too much in bfloat16."""
+    return backend.keras().layers.Dense(len(config.classes), activation="softmax", name="probabilities",
+                                        dtype="float32")(x)
 
 
 def _fast_cnn(config: Config) -> keras.Model:
@@ -78,7 +80,7 @@ def _fast_cnn(config: Config) -> keras.Model:
     x = layers.MaxPooling2D((2, 2))(x)
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
-    return keras.Model(inputs, _probabilities(x), name="fast")
+    return keras.Model(inputs, _probabilities(x, config), name="fast")
 
 
 def _balanced_cnn(config: Config) -> keras.Model:
@@ -99,7 +101,7 @@ def _balanced_cnn(config: Config) -> keras.Model:
     x = layers.MaxPooling2D((2, 2))(x)
     x = layers.Flatten()(x)
     x = layers.Dense(256, activation="relu")(x)
-    return keras.Model(inputs, _probabilities(x), name="balanced")
+    return keras.Model(inputs, _probabilities(x, config), name="balanced")
 
 
 def _strong_cnn(config: Config) -> keras.Model:
@@ -123,7 +125,7 @@ def _strong_cnn(config: Config) -> keras.Model:
     x = layers.Dense(128, use_bias=False)(x)
     x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
-    return keras.Model(inputs, _probabilities(x), name="strong")
+    return keras.Model(inputs, _probabilities(x, config), name="strong")
 
 
 # Builders by architecture name; the preset table (presets.py) says which one each preset uses
@@ -224,9 +226,14 @@ def build_model(config: Config, steps_per_epoch: int | None = None) -> keras.Mod
 
     `steps_per_epoch` sizes the LR schedule (default: as planned from `config`).
     """
+    return compile_for_training(build_network(config), config, steps_per_epoch)
+
+
+def compile_for_training(model: keras.Model, config: Config, steps_per_epoch: int | None = None) -> keras.Model:
+    """Compile `model` with `config`'s optimizer (Adam or AdamW, its LR schedule) and loss: for a
+    new network (`build_model`) and for a trained one that is fine-tuned (`finetune`)."""
     keras = backend.keras()
 
-    model = build_network(config)
     lr = learning_rate(config, steps_per_epoch)
     betas = {"beta_1": config.beta_1, "beta_2": config.beta_2}
     if config.weight_decay > 0:

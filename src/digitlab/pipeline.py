@@ -21,8 +21,9 @@ from typing import Any
 
 from . import __version__
 from .config import Config
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .layout import FIGURES_DIR, HISTORY_JSON, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, TIMINGS_FILE
+from .rundata import load_data, spec_of
 from .runs import atomic_write_json, atomic_write_text, new_run_dir, read_json, resolve_run, set_latest
 
 Log = Callable[[str], None]
@@ -78,6 +79,7 @@ def environment() -> dict[str, Any]:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
+        "device": backend.device_name(),
     }
 
 
@@ -92,7 +94,7 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
 
     log("evaluating on the test set")
     with timer("evaluate"):
-        ev = evaluate_model(model, data.x_test, data.y_test, scale=config.scale,
+        ev = evaluate_model(model, data.x_test, data.y_test, scale=config.scale, classes=config.classes,
                             uncertain_below=config.uncertain_below, not_digit_above=config.not_digit_above)
     metrics = {**base_metrics, **ev.metrics, "params": count_params(model)}
     summary = summary_text(model)
@@ -104,7 +106,7 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
     with timer("evaluation_figures"):
         figures.update(plots.evaluation_figures(
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
-            run_dir / FIGURES_DIR, seed=config.seed,
+            run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes,
         ))
         figures.update(calibration_plots.calibration_figures(ev.probs, data.y_test, run_dir / FIGURES_DIR,
                                                              uncertain_below=config.uncertain_below))
@@ -133,25 +135,32 @@ def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path
     return model, config, summary
 
 
-def _as_config(config: Config | str, overrides: dict[str, Any]) -> Config:
+DEFAULT_PRESET = "fast"  # of the Python API's train/run, as of the CLI's
+
+
+def _as_config(config: Config | str | None, overrides: dict[str, Any]) -> Config:
     from .config import make_config
 
     if isinstance(config, Config):
         return config.replace(**overrides) if overrides else config
+    if config is None and overrides.get("init") is None:
+        config = DEFAULT_PRESET
     return make_config(config, **overrides)
 
 
-def train(config: Config | str = "fast", *, log: Log | None = None, progress: bool | None = False,
+def train(config: Config | str | None = None, *, log: Log | None = None, progress: bool | None = False,
           callbacks: list[Any] | tuple[Any, ...] = (), **overrides: Any) -> RunResult:
     """Train and test a model, without figures or report (what `digitlab train` does).
 
-    `train("fast", epochs=3, limit=5000)` or `train(config)`; keyword
-    overrides are Config fields. Returns where the run went and its metrics.
+    `train("fast", epochs=3, limit=5000)`, `train(config)`, or fine-tuning
+    `train(init="pretrained", data="corrections/")`; keyword overrides are
+    Config fields; the preset defaults to "fast" (to the init model's when
+    fine-tuning). Returns where the run went and its metrics.
     """
     return run(_as_config(config, overrides), full_report=False, log=log, progress=progress, callbacks=callbacks)
 
 
-def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)", explore: bool = True,
+def run(config: Config | str | None = None, *, command: str = "digitlab (Python API)", explore: bool = True,
         full_report: bool = True, progress: bool | None = None, log: Log | None = None,
         callbacks: list[Any] | tuple[Any, ...] = (), **overrides: Any) -> RunResult:
     """Run the whole job (`digitlab run`) and return where everything went.
@@ -164,8 +173,8 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
     one line per phase and, without a progress bar, per epoch. `callbacks`
     go to Keras' fit.
     """
-    from . import plots
-    from .data import load_mnist_data
+    from . import finetune, plots
+    from .backend import device_name
     from .runs import check_writable_dir
     from .training import make_splits
     from .training import train as train_model
@@ -175,25 +184,45 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
     timer = _Timer()
     t_start = time.perf_counter()
     check_writable_dir(config.out)  # a bad --out fails now, not after loading the data
-    say("loading MNIST")
+    say(f"loading {config.data or 'MNIST'}")
     with timer("load_data"):
-        data = load_mnist_data(config.data_dir, download=config.download)
-        splits = make_splits(config, data)
+        data = load_data(config, conform=config.init is not None, log=say)
+        reference, replay = finetune.reference_sets(config, data)
+        splits = make_splits(config, data, replay)
+    for note in data.notes:
+        say(f"note: {note}")
+    config = config.replace(classes=data.classes)
     say(f"data: {len(splits.x_train):,} training, {len(splits.x_val):,} validation, "
-        f"{len(splits.x_test):,} test images ({data.source})")
+        f"{len(splits.x_test):,} test images, {len(config.classes)} classes ({data.source})")
+    if replay is not None:
+        say(f"replay: {config.replay:.0%} of each batch from MNIST's {len(splits.x_replay):,} training images; "
+            f"validation on MNIST's {len(splits.x_val):,}")
+    device = device_name()
     run_dir = new_run_dir(config.out, config.name, config.preset)
     figures: dict[str, Path] = {}
+    before: dict[str, Any] = {}
+    initial = None
     try:
         config.save(run_dir)
         if explore and full_report:
             say("drawing the data-exploration figures")
             with timer("explore_figures"):
                 figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
-                                                     run_dir / FIGURES_DIR, seed=config.seed))
+                                                     run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes))
+        if config.init is not None:
+            from .predict import model_id
+
+            with timer("finetune_before"):
+                initial, init_file = finetune.load_init(config)
+                before = finetune.scores(initial, config, data, reference)
+            say(f"fine-tuning {config.init} ({init_file.name}, {model_id(init_file)}); before: "
+                + ", ".join(f"{name} {'-' if acc is None else f'{acc:.2%}'}" for name, acc in before.items()))
         say(f"training preset {config.preset}: {config.epochs} epochs, batch {config.batch_size}"
-            + (f", {config.members} members" if config.members > 1 else "") + f" -> {run_dir}")
+            + (f", {config.members} members" if config.members > 1 else "")
+            + f", on {device} -> {run_dir}")
         with timer("train"):
-            result = train_model(config, splits, run_dir, progress=progress, log=say, callbacks=callbacks)
+            result = train_model(config, splits, run_dir, progress=progress, log=say, callbacks=callbacks,
+                                 initial=initial)
     except BaseException:
         _discard_if_empty(run_dir)
         raise
@@ -211,7 +240,10 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
         "n_train": int(len(splits.x_train)),
         "n_val": int(len(splits.x_val)),
         "data_source": data.source,
+        "device": device,
     }
+    if data.notes:
+        base["data_notes"] = list(data.notes)
     if result.interrupted:
         # The user asked to stop: keep what is there and leave evaluation for later.
         if not result.epochs_completed:
@@ -227,6 +259,10 @@ def run(config: Config | str = "fast", *, command: str = "digitlab (Python API)"
         with timer("calibrate"):
             model, config, base["calibration_fit"] = _calibrate(result.model, config, splits.x_val, splits.y_val,
                                                             run_dir)
+        if config.init is not None:
+            with timer("finetune_after"):
+                after = finetune.scores(model, config, data, reference)
+            base["finetune"] = finetune.summary(config, init_file, before, after, data, reference, splits)
         out = _write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
                                   base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
     except KeyboardInterrupt:
@@ -250,9 +286,12 @@ def _discard_if_empty(run_dir: Path) -> None:
 
 
 def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None, data_dir: str | None = None,
-                 command: str = "digitlab evaluate (Python API)", log: Log | None = None) -> RunResult:
-    """Re-evaluate a saved run (default: the latest) and rewrite its metrics, figures and report."""
-    from .data import load_mnist_data
+                 data: str | None = None, command: str = "digitlab evaluate (Python API)",
+                 log: Log | None = None) -> RunResult:
+    """Re-evaluate a saved run (default: the latest) and rewrite its metrics, figures and report.
+
+    The test set is the run's own data's (`config.data`, the same seeded split), unless `data`
+    (a `--data` spec) or `data_dir` (MNIST files) names another; its classes must be the model's."""
     from .models import load_model
 
     say = log or _quiet
@@ -270,21 +309,23 @@ def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None
     with timer("load_model"):
         model, config = load_model(run_dir)
     with timer("load_data"):
-        data = load_mnist_data(data_dir if data_dir is not None else config.data_dir, download=config.download)
+        given = config if data is None else config.replace(data=data, data_dir=None, download=False)
+        dataset = load_data(given, data_dir=data_dir, log=say)
     # Keep how the model was trained; recompute everything about the test set.
     base = {k: old[k] for k in ("preset", "interrupted", "epochs_planned", "epochs_completed", "best_epoch",
-                                "train_seconds", "seconds_per_epoch", "n_train", "n_val", "calibration_fit") if k in old}
+                                "train_seconds", "seconds_per_epoch", "n_train", "n_val", "calibration_fit",
+                                "device", "finetune") if k in old}
     # Exploration figures from the original run stay valid; evaluation ones are redrawn.
     figures = {p.name: p for p in sorted((run_dir / FIGURES_DIR).glob("*.png")) if p.is_file()}
-    return _write_eval_outputs(run_dir, config, model, data, history, timer, command=command,
-                               base_metrics={**base, "data_source": data.source}, figures=figures, log=say)
+    return _write_eval_outputs(run_dir, config, model, dataset, history, timer, command=command,
+                               base_metrics={**base, "data_source": dataset.source}, figures=figures, log=say)
 
 
 def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = None,
                   command: str = "digitlab (Python API): calibrate_run", log: Log | None = None) -> RunResult:
     """Calibrate a trained run (default: the latest) as `run` does after training, then
     re-evaluate it: for models trained before calibration existed, or to re-fit it."""
-    from .data import load_mnist_data
+    from . import finetune
     from .models import load_model
     from .training import make_splits
 
@@ -294,8 +335,8 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
     if not isinstance(old, dict):
         raise ModelError(f"{run_dir / METRICS_FILE}: expected a JSON object; delete or restore it")
     model, config = load_model(run_dir)
-    data = load_mnist_data(config.data_dir, download=config.download)
-    splits = make_splits(config, data)
+    data = load_data(config, log=say)
+    splits = make_splits(config, data, finetune.reference_sets(config, data)[1])
     say("calibrating the confidence on the validation split")
     _, _, summary = _calibrate(model, config, splits.x_val, splits.y_val, run_dir)
     atomic_write_json(run_dir / METRICS_FILE, {**old, "calibration_fit": summary})
@@ -303,20 +344,22 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
 
 
 def explore(out: str | os.PathLike, *, data_dir: str | None = None, download: bool = False,
-            seed: int = 0) -> tuple[dict[str, list[int]], dict[str, Path], str]:
-    """The data-exploration figures in `out`: (class counts per split, figure paths, data source)."""
-    import numpy as np
+            seed: int = 0, data: str | None = None) -> tuple[dict[str, list[int]], dict[str, Path], str]:
+    """The data-exploration figures in `out`: (class counts per split, figure paths, data source).
 
+    `data` is a `--data` spec (default: MNIST; `data_dir`: MNIST's files); the counts' keys
+    "train" and "test" follow, and "classes" names them."""
     from . import plots
-    from .data import load_mnist_data
+    from .datasets import load_dataset
     from .runs import check_writable_dir
 
     out_dir = check_writable_dir(out)
-    data = load_mnist_data(data_dir, download=download)
-    counts = {"train": np.bincount(data.y_train, minlength=10).tolist(),
-              "test": np.bincount(data.y_test, minlength=10).tolist()}
-    figures = plots.explore_figures(data.x_train, data.y_train, data.y_test, out_dir, seed=seed)
-    return counts, figures, data.source
+    dataset = load_dataset(spec_of(data, data_dir), download=download)
+    counts = {"train": dataset.class_counts("train"), "test": dataset.class_counts("test"),
+              "classes": list(dataset.classes)}
+    figures = plots.explore_figures(dataset.x_train, dataset.y_train, dataset.y_test, out_dir, seed=seed,
+                                    classes=dataset.classes)
+    return counts, figures, dataset.source
 
 
 @dataclass(frozen=True)
@@ -329,15 +372,15 @@ class ShownImage:
     confidence: float
     top3: tuple[tuple[int, float], ...]
     figure: Path | None = None
+    classes: tuple[str, ...] = ()  # the model's class names (labels are indices into them)
 
 
 def show_test_image(run: str | os.PathLike | None = None, *, out: str | None = None, index: int | None = None,
                     seed: int | None = None, save: str | os.PathLike | None = None) -> ShownImage:
-    """Predict one test image of MNIST with a run's model (random unless `index`); optionally save the figure."""
+    """Predict one test image of a run's data (MNIST unless it was trained on other data) with its
+    model (random unless `index`); optionally save the figure."""
     import numpy as np
 
-    from .data import load_mnist_data
-    from .errors import ConfigError
     from .evaluate import predict_proba
     from .models import load_model
     from .runs import check_output_path
@@ -346,7 +389,7 @@ def show_test_image(run: str | os.PathLike | None = None, *, out: str | None = N
         check_output_path(save)  # before loading anything
     run_dir = resolve_run(run, out)
     model, config = load_model(run_dir)
-    data = load_mnist_data(config.data_dir, download=config.download)
+    data = load_data(config)
     n = len(data.x_test)
     if index is None:
         index = int(np.random.default_rng(seed).integers(n))
@@ -359,5 +402,5 @@ def show_test_image(run: str | os.PathLike | None = None, *, out: str | None = N
     if save is not None:
         from .plots import plot_random_prediction
 
-        figure = plot_random_prediction(data.x_test[index], true, probs, Path(save))
-    return ShownImage(index, true, pred, float(probs[pred]), top, figure)
+        figure = plot_random_prediction(data.x_test[index], true, probs, Path(save), classes=config.classes)
+    return ShownImage(index, true, pred, float(probs[pred]), top, figure, tuple(config.classes))

@@ -11,6 +11,7 @@ cheap.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 DPI = 100  # small files: the report embeds every PNG as base64
-N_CLASSES = 10
+N_CLASSES = 10  # MNIST's; figures take the model's class names (`classes=`), digits 0-9 by default
+MAX_SHOWN_CLASSES = 30  # sample grids show at most this many classes (a data set may have 256)
+MAX_ANNOTATED_CLASSES = 20  # larger confusion matrices are colour only: the numbers would not fit
+MAX_TICK_CHARS = 12  # long class names are cut on axes
 CORRECT_COLOR = "#1a7f37"  # green
 WRONG_COLOR = "#cf222e"  # red
 TRUE_COLOR = "#0969da"  # blue, for the true class when the prediction is wrong
@@ -159,6 +163,35 @@ def _message_figure(path: str | os.PathLike, title: str, message: str) -> Path:
     return _save(fig, path)
 
 
+def class_names(classes: Sequence[str] | None, n: int | None = None) -> list[str]:
+    """Names to write on a figure: the class names (cut to MAX_TICK_CHARS), or their numbers when
+    the figure's font cannot draw them all (DejaVu Sans has no kana: KMNIST's names would be boxes)."""
+    if classes is None:
+        return [str(i) for i in range(N_CLASSES if n is None else n)]
+    names = [c if len(c) <= MAX_TICK_CHARS else c[:MAX_TICK_CHARS - 1] + "…" for c in classes]
+    glyphs = _font_glyphs()
+    if glyphs is not None and any(ord(ch) not in glyphs for name in names for ch in name):
+        return [str(i) for i in range(len(names))]
+    return names
+
+
+@functools.cache
+def _font_glyphs() -> frozenset[int] | None:
+    """Code points the default figure font can draw (None if that cannot be found out)."""
+    try:
+        from matplotlib import font_manager, ft2font
+
+        return frozenset(ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
+    except Exception:  # noqa: BLE001 - any font trouble: keep the names and let matplotlib cope
+        return None
+
+
+def _axis_word(classes: Sequence[str] | None) -> str:
+    from .datasets.classes import is_digit_classes
+
+    return "Digit" if classes is None or is_digit_classes(classes) else "Class"
+
+
 def random_test_index(n_test: int, seed: int = 0) -> int:
     """The test image `evaluation_figures` shows in random_prediction.png.
 
@@ -174,28 +207,35 @@ def random_test_index(n_test: int, seed: int = 0) -> int:
 # exploring the data
 
 
-def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike) -> Path:
-    """The first image of each class 0-9 in a 2x5 grid, titled with its label."""
+def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike, *, classes: Sequence[str] | None = None) -> Path:
+    """The first image of each class (digits 0-9 by default) in a grid 5 wide, titled with its name;
+    at most MAX_SHOWN_CLASSES classes."""
     labels = _as_labels(y)
-    firsts = {d: int(np.argmax(labels == d)) for d in range(N_CLASSES) if np.any(labels == d)}
+    names = class_names(classes)
+    shown = min(len(names), MAX_SHOWN_CLASSES)
+    firsts = {d: int(np.argmax(labels == d)) for d in range(shown) if np.any(labels == d)}
     images = dict(zip(firsts, _as_images(x, list(firsts.values())))) if firsts else {}
-    fig = _new_figure(7.5, 3.6)
-    axes, _, _ = _grid(fig, N_CLASSES, 5)
+    rows = math.ceil(shown / 5)
+    fig = _new_figure(7.5, 1.8 * rows)
+    axes, _, _ = _grid(fig, shown, 5)
     for digit, ax in enumerate(axes):
         if digit in images:
-            _show_image(ax, images[digit], f"label {digit}", fontsize=11)
+            _show_image(ax, images[digit], f"label {names[digit]}", fontsize=11)
         else:
             # A --limit run can miss a class; say so rather than crash.
             ax.set_axis_off()
-            ax.set_title(f"label {digit}", fontsize=11)
+            ax.set_title(f"label {names[digit]}", fontsize=11)
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
-    fig.suptitle("One training sample per class")
+    more = f" (the first {shown} of {len(names)} classes)" if shown < len(names) else ""
+    fig.suptitle("One training sample per class" + more)
     return _save(fig, path)
 
 
-def plot_random_samples(x: Any, y: Any, path: str | os.PathLike, *, n: int = 25, seed: int = 0) -> Path:
-    """A square-ish grid of `n` random images (seeded) with their labels."""
+def plot_random_samples(x: Any, y: Any, path: str | os.PathLike, *, n: int = 25, seed: int = 0,
+                        classes: Sequence[str] | None = None) -> Path:
+    """A square-ish grid of `n` random images (seeded) with their class names."""
     labels = _as_labels(y)
+    names = class_names(classes, int(labels.max()) + 1 if len(labels) else 0)
     n = min(n, len(labels))
     if n < 1:
         return _message_figure(path, "Random training samples", "no images")
@@ -206,24 +246,30 @@ def plot_random_samples(x: Any, y: Any, path: str | os.PathLike, *, n: int = 25,
     fig = _new_figure(1.3 * cols, 1.45 * rows + 0.4)
     axes, _, _ = _grid(fig, n, cols)
     for ax, image, i in zip(axes, images, idx):
-        _show_image(ax, image, f"{labels[i]}", fontsize=10)
+        _show_image(ax, image, names[labels[i]], fontsize=10)
     fig.suptitle(f"{n} random training samples (seed {seed})")
     return _save(fig, path)
 
 
-def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike) -> Path:
+def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike, *,
+                            classes: Sequence[str] | None = None) -> Path:
     """Bar charts of images per class, training and test side by side."""
+    names = class_names(classes)
+    k = len(names)
     sets = [("Training set", _as_labels(y_train), "#0969da")]
     if y_test is not None:
         sets.append(("Test set", _as_labels(y_test), "#bf8700"))
     fig = _new_figure(5 * len(sets), 3.6)
     axes = fig.subplots(1, len(sets), squeeze=False).ravel()
     for ax, (title, labels, color) in zip(axes, sets):
-        counts = np.bincount(labels[(labels >= 0) & (labels < N_CLASSES)], minlength=N_CLASSES)
-        bars = ax.bar(np.arange(N_CLASSES), counts, color=color)
-        ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7, padding=2)
-        ax.set_xticks(np.arange(N_CLASSES))
-        ax.set_xlabel("Digit")
+        counts = np.bincount(labels[(labels >= 0) & (labels < k)], minlength=k)
+        bars = ax.bar(np.arange(k), counts, color=color)
+        if k <= MAX_ANNOTATED_CLASSES:
+            ax.bar_label(bars, labels=[f"{c:,}" for c in counts], fontsize=7, padding=2)
+        if k <= MAX_SHOWN_CLASSES:
+            ax.set_xticks(np.arange(k), names, rotation=0 if max(map(len, names)) <= 2 else 45, ha="center"
+                          if max(map(len, names)) <= 2 else "right")
+        ax.set_xlabel(_axis_word(classes))
         ax.set_ylabel("Images")
         ax.set_title(f"{title} ({len(labels):,} images)")
         # Head room so the count labels above the tallest bar stay inside.
@@ -233,14 +279,14 @@ def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike) 
 
 
 def explore_figures(x_train: Any, y_train: Any, y_test: Any, out_dir: str | os.PathLike, *,
-                    seed: int = 0) -> dict[str, Path]:
+                    seed: int = 0, classes: Sequence[str] | None = None) -> dict[str, Path]:
     """Write the three EXPLORE_FIGURES into `out_dir`; keys are the file names."""
     out_dir = Path(out_dir)
     names = [f.name for f in EXPLORE_FIGURES]
     return {
-        names[0]: plot_samples_per_class(x_train, y_train, out_dir / names[0]),
-        names[1]: plot_random_samples(x_train, y_train, out_dir / names[1], seed=seed),
-        names[2]: plot_class_distribution(y_train, y_test, out_dir / names[2]),
+        names[0]: plot_samples_per_class(x_train, y_train, out_dir / names[0], classes=classes),
+        names[1]: plot_random_samples(x_train, y_train, out_dir / names[1], seed=seed, classes=classes),
+        names[2]: plot_class_distribution(y_train, y_test, out_dir / names[2], classes=classes),
     }
 
 
@@ -283,8 +329,10 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | os.
     return _save(fig, path)
 
 
-def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool = True) -> Path:
-    """Heatmap of a confusion matrix: counts as numbers, colour = row-normalised rate."""
+def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool = True,
+                          classes: Sequence[str] | None = None) -> Path:
+    """Heatmap of a confusion matrix: counts as numbers (up to MAX_ANNOTATED_CLASSES classes),
+    colour = row-normalised rate; rows and columns named after the classes."""
     import seaborn as sns
 
     counts = np.asarray(cm, dtype=np.int64)
@@ -299,11 +347,15 @@ def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool =
     else:
         colour = counts.astype(np.float64)
         vmax, cbar_label = None, "images"
-    fig = _new_figure(7, 5.8)
+    names = class_names(classes, k) if classes is None or len(classes) == k else [str(i) for i in range(k)]
+    annotate = k <= MAX_ANNOTATED_CLASSES
+    side = max(7.0, min(20.0, 0.35 * k))
+    fig = _new_figure(side, side * 0.83)
     ax = fig.add_subplot()
-    sns.heatmap(colour, ax=ax, annot=counts, fmt="d", cmap="Blues", vmin=0.0, vmax=vmax, square=True,
-                linewidths=0.5, linecolor="white", annot_kws={"fontsize": 8},
-                xticklabels=list(range(k)), yticklabels=list(range(k)), cbar_kws={"label": cbar_label})
+    ticks = names if k <= 2 * MAX_SHOWN_CLASSES else "auto"
+    sns.heatmap(colour, ax=ax, annot=counts if annotate else False, fmt="d", cmap="Blues", vmin=0.0, vmax=vmax,
+                square=True, linewidths=0.5 if annotate else 0.0, linecolor="white", annot_kws={"fontsize": 8},
+                xticklabels=ticks, yticklabels=ticks, cbar_kws={"label": cbar_label})
     ax.set_xlabel("Predicted")
     ax.set_ylabel("True")
     ax.tick_params(axis="y", rotation=0)
@@ -311,9 +363,11 @@ def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool =
     return _save(fig, path)
 
 
-def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 10) -> Path:
+def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 10,
+                          classes: Sequence[str] | None = None) -> Path:
     """The first `n` test images titled "pred P (true T)"; mistakes red and framed."""
     labels, p = _as_labels(y_true), _as_probs(probs)
+    names = class_names(classes, p.shape[1])
     n = min(n, len(x), len(labels), len(p))
     if n < 1:
         return _message_figure(path, "Test predictions", "no test images")
@@ -323,7 +377,7 @@ def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLi
     axes, _, _ = _grid(fig, n, 5)
     for i, ax in enumerate(axes):
         ok = preds[i] == labels[i]
-        _show_image(ax, images[i], f"pred {preds[i]} (true {labels[i]})",
+        _show_image(ax, images[i], f"pred {names[preds[i]]} (true {names[labels[i]]})",
                     color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=10)
     wrong = int((preds[:n] != labels[:n]).sum())
     fig.suptitle(f"First {n} test images: {n - wrong} correct, {wrong} wrong")
@@ -331,7 +385,7 @@ def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLi
 
 
 def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | os.PathLike, *,
-                           index: int | None = None) -> Path:
+                           index: int | None = None, classes: Sequence[str] | None = None) -> Path:
     """One image with its verdict (left) and all class probabilities (right).
 
     `index`, if given, is printed in the title so a reader can find the image.
@@ -344,19 +398,24 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
     true_label = int(true_label)
     pred = int(p.argmax())
     ok = pred == true_label
+    names = class_names(classes, len(p))
     fig = _new_figure(9, 3.8)
     ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
-    _show_image(ax_img, img, f"True: {true_label} / Predicted: {pred} ({100 * p[pred]:.1f}%)",
+    true_name = names[true_label] if 0 <= true_label < len(names) else str(true_label)
+    _show_image(ax_img, img, f"True: {true_name} / Predicted: {names[pred]} ({100 * p[pred]:.1f}%)",
                 color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=11)
-    classes = np.arange(len(p))
+    positions = np.arange(len(p))
     colors = [NEUTRAL_COLOR] * len(p)
     if 0 <= true_label < len(p) and not ok:
         colors[true_label] = TRUE_COLOR
     colors[pred] = CORRECT_COLOR if ok else WRONG_COLOR
-    bars = ax_bar.bar(classes, p, color=colors)
-    ax_bar.bar_label(bars, labels=[f"{100 * v:.1f}%" if v >= 0.01 else "" for v in p], fontsize=7, padding=2)
-    ax_bar.set_xticks(classes)
-    ax_bar.set_xlabel("Digit")
+    bars = ax_bar.bar(positions, p, color=colors)
+    ax_bar.bar_label(bars, labels=[f"{100 * v:.1f}%" if v >= 0.01 and len(p) <= MAX_ANNOTATED_CLASSES else ""
+                                   for v in p], fontsize=7, padding=2)
+    if len(p) <= MAX_SHOWN_CLASSES:
+        wide = max(map(len, names)) > 2
+        ax_bar.set_xticks(positions, names, rotation=45 if wide else 0, ha="right" if wide else "center")
+    ax_bar.set_xlabel(_axis_word(classes))
     ax_bar.set_ylabel("Probability")
     ax_bar.set_ylim(0, 1.12)
     ax_bar.spines[["top", "right"]].set_visible(False)
@@ -372,9 +431,11 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
     return _save(fig, path)
 
 
-def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 12) -> Path:
+def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 12,
+                            classes: Sequence[str] | None = None) -> Path:
     """The `n` misclassified images with the highest confidence in the wrong class."""
     labels, p = _as_labels(y_true), _as_probs(probs)
+    names = class_names(classes, p.shape[1])
     preds = p.argmax(axis=1)
     conf = p[np.arange(len(p)), preds]
     wrong = np.flatnonzero(preds != labels)
@@ -387,14 +448,15 @@ def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.Path
     fig = _new_figure(1.65 * cols + 0.3, 1.95 * math.ceil(len(order) / cols) + 0.4)
     axes, _, _ = _grid(fig, len(order), cols)
     for ax, image, i in zip(axes, _as_images(x, order), order):
-        _show_image(ax, image, f"true {labels[i]} → pred {preds[i]}, {100 * conf[i]:.1f}%",
+        _show_image(ax, image, f"true {names[labels[i]]} → pred {names[preds[i]]}, {100 * conf[i]:.1f}%",
                     color=WRONG_COLOR, fontsize=8)
     fig.suptitle(f"{len(order)} most confident of {wrong.size:,} mistakes")
     return _save(fig, path)
 
 
 def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x_test: Any, y_test: Any,
-                       probs: Any, out_dir: str | os.PathLike, *, seed: int = 0) -> dict[str, Path]:
+                       probs: Any, out_dir: str | os.PathLike, *, seed: int = 0,
+                       classes: Sequence[str] | None = None) -> dict[str, Path]:
     """Write the EVAL_FIGURES into `out_dir`; keys are the file names.
 
     training_curves.png is skipped when `history` is empty (an evaluate-only
@@ -407,9 +469,10 @@ def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x
     paths: dict[str, Path] = {}
     if history:
         paths[names[0]] = plot_training_curves(history, out_dir / names[0])
-    paths[names[1]] = plot_confusion_matrix(cm, out_dir / names[1])
-    paths[names[2]] = plot_test_predictions(x_test, labels, p, out_dir / names[2])
+    paths[names[1]] = plot_confusion_matrix(cm, out_dir / names[1], classes=classes)
+    paths[names[2]] = plot_test_predictions(x_test, labels, p, out_dir / names[2], classes=classes)
     i = random_test_index(len(labels), seed)
-    paths[names[3]] = plot_random_prediction(np.asarray(x_test)[i], labels[i], p[i], out_dir / names[3], index=i)
-    paths[names[4]] = plot_confident_mistakes(x_test, labels, p, out_dir / names[4])
+    paths[names[3]] = plot_random_prediction(np.asarray(x_test)[i], labels[i], p[i], out_dir / names[3], index=i,
+                                             classes=classes)
+    paths[names[4]] = plot_confident_mistakes(x_test, labels, p, out_dir / names[4], classes=classes)
     return paths

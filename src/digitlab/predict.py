@@ -36,6 +36,7 @@ import numpy as np
 
 from . import __version__
 from . import preprocess as pp
+from .datasets.classes import DIGITS, is_digit_classes
 from .errors import ConfigError, DigitlabError, ImageError, ModelError
 from .layout import METRICS_FILE, MODEL_FILE
 from .ood import near_empty, not_digit_score
@@ -49,11 +50,11 @@ DISPLAY_SIDE = 2048  # kept copies for annotation are at most this big: 16 x 25 
 
 @dataclass(frozen=True)
 class DigitPrediction:
-    """The model's answer for one digit."""
+    """The model's answer for one digit (or, for a model of other classes, one character/item)."""
 
-    label: int | None  # None when no digit was found
+    label: int | None  # index of the class; None when no digit was found
     confidence: float  # probability of `label` (0.0 when no digit)
-    probabilities: tuple[float, ...]  # 10 values (empty when no digit)
+    probabilities: tuple[float, ...]  # one per class: 10 for digits (empty when no digit)
     top3: tuple[tuple[int, float], ...]
     uncertain: bool  # confidence < threshold, or no digit, or not a digit
     no_digit: bool  # no ink, or too little for any digit (label None)
@@ -61,12 +62,14 @@ class DigitPrediction:
     model_input: np.ndarray | None = field(repr=False, compare=False)  # uint8 (28, 28) white on black
     source: str | None = None  # file name, "<stdin>" or None
     not_digit: bool = False  # ink, but not a digit (label: the digit it looks most like)
+    name: str | None = None  # the class name of `label` (the model's; "7" for a digit model), None when no digit
 
     def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
-        """JSON-ready: top3 as [[digit, probability], ...], box as [x0, y0, x1, y1] or null."""
+        """JSON-ready: top3 as [[label, probability], ...], box as [x0, y0, x1, y1] or null."""
         d: dict[str, Any] = {
             "source": self.source,
             "label": self.label,
+            "name": self.name,
             "confidence": float(self.confidence),
             "uncertain": bool(self.uncertain),
             "no_digit": bool(self.no_digit),
@@ -141,7 +144,8 @@ def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike
     raise ModelError(f"model {str(model)!r} not found (expected a run directory, a model directory or a model file)")
 
 
-def _sha12(path: Path) -> str | None:
+def model_id(path: Path) -> str | None:
+    """A model file's id: the first 12 hex digits of its sha256 (None if it cannot be read)."""
     try:
         return sha256_file(path)[:12]
     except OSError:
@@ -191,7 +195,11 @@ class Predictor:
         not_digit_above = getattr(config, "not_digit_above", None)
         self.not_digit_above: float | None = None if not_digit_above is None else float(not_digit_above)
         self.scale = float(scale)
+        # What each output means (Config.classes); a number reads left to right only with digit classes.
+        self.classes: tuple[str, ...] = tuple(getattr(config, "classes", None) or DIGITS)
+        self.digit_classes = is_digit_classes(self.classes)
         self.info = dict(info or {})
+        self.info["classes"] = list(self.classes)
         self.info["threshold"] = self.threshold
         self.info["not_digit_above"] = self.not_digit_above
         self.info.setdefault("temperature", getattr(config, "temperature", None))
@@ -216,7 +224,7 @@ class Predictor:
             metrics = {}  # a damaged metrics.json costs only the accuracy shown in `info`
         accuracy = metrics.get("test_accuracy") if isinstance(metrics, dict) else None
         info = {
-            "model_id": _sha12(model_file),
+            "model_id": model_id(model_file),
             "model_file": model_file.name,  # no directory: info is shown to API clients
             "preset": runner.config.preset,
             "test_accuracy": accuracy if isinstance(accuracy, (int, float)) else None,
@@ -231,10 +239,10 @@ class Predictor:
     # ----------------------------------------------------------------- model
 
     def probabilities(self, digits28: np.ndarray) -> np.ndarray:
-        """uint8 MNIST-format digits (N, 28, 28) -> float32 probabilities (N, 10)."""
+        """uint8 MNIST-format digits (N, 28, 28) -> float32 probabilities (N, classes)."""
         x = pp.to_model_input(np.asarray(digits28), scale=self.scale)
         if len(x) == 0:
-            return np.zeros((0, 10), np.float32)
+            return np.zeros((0, len(self.classes)), np.float32)
         return np.asarray(self.runner(x), dtype=np.float32)
 
     # ----------------------------------------------------------------- the steps
@@ -244,6 +252,12 @@ class Predictor:
         """Decode and preprocess one image (raises ImageError); no model call."""
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+        if not self.digit_classes:
+            # Reading a row of digits as a number needs a digit model; other classes are one item an image.
+            if mode == "number":
+                raise ConfigError(f"number mode needs a digit model; this one's classes are "
+                                  f"{', '.join(self.classes[:5])}{', ...' if len(self.classes) > 5 else ''}")
+            mode = "digit"
         if source is None and isinstance(image, (str, os.PathLike)):
             source = str(image)
         img = pp.load_image(image, name=source)
@@ -274,14 +288,14 @@ class Predictor:
             label=label, confidence=conf, probabilities=tuple(values),
             top3=tuple((k, values[k]) for k in top),
             uncertain=conf < self.threshold or not_digit, no_digit=False, box=tuple(int(v) for v in box),
-            model_input=inp, source=source, not_digit=not_digit)
+            model_input=inp, source=source, not_digit=not_digit, name=self.classes[label])
 
     def finish(self, prepared: Sequence[_Prepared], probs: np.ndarray | None = None
                ) -> list[DigitPrediction | NumberPrediction]:
         """Run the model once on all digits of `prepared` and build the answers."""
         inputs = [a for p in prepared for a in p.inputs]
         if probs is None:
-            probs = self.probabilities(np.stack(inputs)) if inputs else np.zeros((0, 10), np.float32)
+            probs = self.probabilities(np.stack(inputs)) if inputs else np.zeros((0, len(self.classes)), np.float32)
         stacked = np.stack(inputs) if inputs else np.zeros((0, 28, 28), np.uint8)
         empty = near_empty(stacked).tolist()  # in MNIST's pixels, whatever scale the model takes
         scores = not_digit_score(probs).tolist() if len(probs) else []
@@ -408,7 +422,7 @@ def _number(digits: tuple[DigitPrediction, ...], source: str | None, auto: bool 
     if not digits:
         return NumberPrediction("", (), 0.0, True, True, source, auto)
     return NumberPrediction(
-        text="".join(str(d.label) for d in digits), digits=digits,
+        text="".join(d.name or str(d.label) for d in digits), digits=digits,
         confidence=min(d.confidence for d in digits), uncertain=any(d.uncertain for d in digits),
         no_digit=False, source=source, auto=auto, not_digit=any(d.not_digit for d in digits))
 

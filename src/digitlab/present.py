@@ -23,8 +23,15 @@ from .predict import DigitPrediction, NumberPrediction, Outcome
 
 FORMATS = ("table", "json", "csv")
 PROGRESS_FROM = 50  # a progress bar is worth drawing from this many inputs on (on a terminal)
-CSV_HEADER = ("file", "kind", "prediction", "confidence", "uncertain", "no_digit", "not_digit", "top3", "digits",
-              "box", *(f"p{k}" for k in range(10)), "error")
+
+
+def csv_header(n_classes: int = 10) -> tuple[str, ...]:
+    """The CSV columns: one probability column p0, p1, ... per class of the model (10 for digits)."""
+    return ("file", "kind", "prediction", "confidence", "uncertain", "no_digit", "not_digit", "top3", "digits",
+            "box", *(f"p{k}" for k in range(n_classes)), "error")
+
+
+CSV_HEADER = csv_header()  # a digit model's
 TABLE_HEADER = ("file", "prediction", "confidence", "top-3 / digits", "flags")
 
 
@@ -52,14 +59,17 @@ def flags(result: DigitPrediction | NumberPrediction) -> str:
     return ", ".join(out)
 
 
-def table_row(label: str, result: DigitPrediction | NumberPrediction) -> tuple[str, ...]:
+def table_row(label: str, result: DigitPrediction | NumberPrediction,
+              classes: Sequence[str] | None = None) -> tuple[str, ...]:
+    """One row of the table; `classes` names the top-3 (default: their numbers, which are the digits)."""
     if result.no_digit:
         return (label, "-", "-", "", flags(result))
     if isinstance(result, NumberPrediction):
-        detail = "  ".join(f"{d.label}:{_pct(d.confidence)}" for d in result.digits)
+        detail = "  ".join(f"{d.name or d.label}:{_pct(d.confidence)}" for d in result.digits)
         return (label, result.text, _pct(result.confidence), detail, flags(result))
-    top = ", ".join(f"{k} {_pct(v)}" for k, v in result.top3)
-    return (label, str(result.label), _pct(result.confidence), top, flags(result))
+    names = classes or ()
+    top = ", ".join(f"{names[k] if k < len(names) else k} {_pct(v)}" for k, v in result.top3)
+    return (label, result.name or str(result.label), _pct(result.confidence), top, flags(result))
 
 
 def record(outcome: Outcome) -> dict[str, Any]:
@@ -77,19 +87,22 @@ def record(outcome: Outcome) -> dict[str, Any]:
     return d
 
 
-def csv_row(outcome: Outcome) -> list[Any]:
+def csv_row(outcome: Outcome, n_classes: int = 10) -> list[Any]:
+    """One CSV row (see `csv_header`): the prediction is the class name (the digit, for a digit
+    model), top3 gives class numbers (indices of the p columns)."""
     label, result = outcome.source or "<input>", outcome.result
-    empty10 = [""] * 10
+    empty10 = [""] * n_classes
     if result is None:
         return [label, "", "", "", "", "", "", "", "", "", *empty10, outcome.error]
     if isinstance(result, NumberPrediction):
-        digits = ";".join(f"{d.label}:{d.confidence:.6f}:{'/'.join(map(str, d.box or ()))}" for d in result.digits)
+        digits = ";".join(f"{d.name or d.label}:{d.confidence:.6f}:{'/'.join(map(str, d.box or ()))}" for d in result.digits)
         return [label, "number-auto" if result.auto else "number", result.text, f"{result.confidence:.6f}",
                 int(result.uncertain), int(result.no_digit), int(result.not_digit), "", digits, "", *empty10, ""]
     if result.no_digit:
         return [label, "digit", "", "0", 1, 1, 0, "", "", "", *empty10, ""]
     top = ";".join(f"{k}:{v:.6f}" for k, v in result.top3)
-    return [label, "digit", result.label, f"{result.confidence:.6f}", int(result.uncertain), 0, int(result.not_digit),
+    return [label, "digit", result.name or result.label, f"{result.confidence:.6f}", int(result.uncertain), 0,
+            int(result.not_digit),
             top, "", "/".join(map(str, result.box or ())), *(repr(float(p)) for p in result.probabilities), ""]
 
 
@@ -170,7 +183,7 @@ def annotate_image(img: Any, result: DigitPrediction | NumberPrediction, scale: 
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=colour, width=line)
         size = max(12, (y1 - y0) / 3)
         ty = y0 - size - 2 if y0 - size - 2 >= 0 else min(y1 + 2, max(0, h - size))
-        text = "not a digit" if d.not_digit else f"{d.label} {d.confidence * 100:.0f}%"
+        text = "not a digit" if d.not_digit else f"{d.name or d.label} {d.confidence * 100:.0f}%"
         draw.text((x0, ty), text, fill=colour, font=font(size))
     if isinstance(result, NumberPrediction):
         draw.text((line, line), result.text, fill=(0, 0, 220), font=font(max(12, h / 10)))
@@ -187,10 +200,13 @@ class Printer:
     """
 
     def __init__(self, fmt: str = "table", *, total: int = 0, annotate_dir: Path | None = None,
-                 input_dir: Path | None = None, out: Any = None, err: Any = None, progress: bool | None = None):
+                 input_dir: Path | None = None, out: Any = None, err: Any = None, progress: bool | None = None,
+                 classes: Sequence[str] | None = None):
+        """`classes`: the model's class names (default: digits 0-9), for the table and the CSV columns."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
         self.fmt, self.total = fmt, total
+        self.classes = tuple(classes) if classes is not None else tuple(str(d) for d in range(10))
         self.out, self.err = out or sys.stdout, err or sys.stderr
         self.dirs = {name: d for name, d in (("annotate", annotate_dir), ("input", input_dir)) if d is not None}
         self.used: dict[str, set[str]] = {name: set() for name in self.dirs}
@@ -206,7 +222,7 @@ class Printer:
 
     def __enter__(self) -> Printer:
         if self._csv is not None:
-            self._csv.writerow(CSV_HEADER)
+            self._csv.writerow(csv_header(len(self.classes)))
         if self._want_progress:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -228,9 +244,9 @@ class Printer:
         if self.fmt == "json":
             self.records.append(record(outcome))
         elif self._csv is not None:
-            self._csv.writerow(csv_row(outcome))
+            self._csv.writerow(csv_row(outcome, len(self.classes)))
         elif outcome.result is not None:
-            self.rows.append(table_row(label, outcome.result))
+            self.rows.append(table_row(label, outcome.result, self.classes))
         if outcome.result is not None:
             self._save_pictures(label, outcome)
         if self._progress is not None:

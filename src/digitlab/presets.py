@@ -84,6 +84,29 @@ PRESETS: Mapping[str, Preset] = MappingProxyType(
 )
 
 
+# Fine-tuning (`--init MODEL`): the Config values that replace the MODEL's own recipe, before the
+# user's options. Architecture, classes, preprocessing and augmentation stay MODEL's (`finetune.py`).
+# Chosen on the handwriting-style benchmark (benchmarks/bench_style.py --finetune, BENCHMARKS.md):
+FINETUNE_DEFAULTS: Mapping[str, Any] = MappingProxyType({
+    # A few epochs of at least `min_steps` steps each (the user's images repeat within an epoch when they
+    # are few: 100 corrections at 16 a batch are 7 steps), a few hundred steps in all.
+    "epochs": 5,
+    "min_steps": 50,
+    # Small batches: many steps from few images; most of each batch is MNIST (Config.replay).
+    "batch_size": 32,
+    # Low and constant: the weights are already good, a large step would undo MNIST (forgetting),
+    # and a schedule's warm-up or decay would be tuned to a run length that depends on the data.
+    "learning_rate": 1e-4,
+    "schedule": "constant",
+    "warmup": 0.0,
+    # The loaded model computes in float32; a short fine-tuning gains nothing from bfloat16.
+    "precision": "float32",
+    # Outlier exposure (if MODEL was trained with it) keeps its non-digits in view; a few hundred
+    # steps need far fewer of them than a full training run (about 10 ms each to draw).
+    "outlier_images": 2_000,
+})
+
+
 def describe_presets() -> str:
     """One line per preset, for --help texts and `digitlab presets`."""
     return "\n".join(f"{p.name}: {p.description}" for p in PRESETS.values())

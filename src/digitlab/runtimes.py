@@ -48,7 +48,7 @@ _RUNTIME_FILE = {"keras": MODEL_FILE, "onnx": ONNX_FILE, "litert": TFLITE_FILE}
 _RUNTIME_MODULE = {"onnx": "onnxruntime", "litert": "ai_edge_litert"}
 THREADS_ENV = "DIGITLAB_THREADS"  # override the number of intra-op threads
 INPUT_SHAPE = (28, 28, 1)
-N_CLASSES = 10
+N_CLASSES = 10  # MNIST's; a model's own count comes from its config (`Config.classes`)
 # float32 softmax rows sum to 1 within ~1e-6, an int8 model's quantized softmax within ~0.02;
 # logits (or anything else) miss by far more.
 _SUM_TOLERANCE = 0.05
@@ -334,5 +334,10 @@ def open_runner(model_path: str | Path, runtime: str = "auto", *, threads: int |
     elif runtime == "litert":
         engine = LiteRTRunner(model_file, threads=threads)
     else:
+        if not available("keras"):
+            # The slim serving image, or an install without TensorFlow: say what to do, in one line.
+            raise ModelError(f"{model_file} needs TensorFlow to run, which is not installed here; export it to ONNX "
+                             f"where TensorFlow is (`digitlab export {path} --format onnx`) and use --runtime onnx, "
+                             f"or install digitlab with TensorFlow")
         engine = KerasRunner(model_file)
-    return CheckedRunner(engine)
+    return CheckedRunner(engine, classes=len(engine.config.classes))

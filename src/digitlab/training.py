@@ -24,7 +24,7 @@ from .config import Config
 from .data import MnistData, split_train_val
 from .errors import ConfigError, TrainingError
 from .layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MODEL_FILE
-from .models import average_model, build_model, compile_for_inference, float32_copy
+from .models import average_model, build_model, compile_for_inference, compile_for_training, float32_copy
 from .preprocess import to_model_input
 from .runs import atomic_path, atomic_write_json, atomic_write_text
 
@@ -42,13 +42,29 @@ class Splits:
     y_val: np.ndarray
     x_test: np.ndarray  # uint8, as loaded: figures want raw pixels
     y_test: np.ndarray
+    # Fine-tuning with replay (`finetune`): MNIST training images mixed into every batch.
+    x_replay: np.ndarray | None = None
+    y_replay: np.ndarray | None = None
 
 
-def make_splits(config: Config, data: MnistData) -> Splits:
-    """Apply `--limit`, then the seeded train/validation split, then scaling."""
+def make_splits(config: Config, data: MnistData, replay: MnistData | None = None) -> Splits:
+    """Apply `--limit`, then the seeded train/validation split, then scaling.
+
+    With `replay` (MNIST, for fine-tuning: `finetune`), every training image of `data` trains and
+    the split is of `replay`'s: its training part is mixed into the batches, its validation part
+    validates.
+    """
     x, y = data.x_train, data.y_train
     if config.limit is not None:
         x, y = x[: config.limit], y[: config.limit]
+    if replay is not None:
+        x_rep, y_rep, x_val, y_val = split_train_val(
+            replay.x_train, replay.y_train, val_fraction=config.val_fraction, seed=config.seed,
+            stratify=config.stratify)
+        return Splits(x_train=to_model_input(x, scale=config.scale), y_train=y.astype(np.int32),
+                      x_val=to_model_input(x_val, scale=config.scale), y_val=y_val.astype(np.int32),
+                      x_test=data.x_test, y_test=data.y_test.astype(np.int32),
+                      x_replay=to_model_input(x_rep, scale=config.scale), y_replay=y_rep.astype(np.int32))
     x_tr, y_tr, x_val, y_val = split_train_val(
         x, y, val_fraction=config.val_fraction, seed=config.seed, stratify=config.stratify
     )
@@ -82,13 +98,15 @@ class TrainResult:
 
 def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
                   rotation: float = 0.0, zoom: float = 0.0, one_hot: bool = False,
-                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0, corruptions: float = 0.0) -> Any:
+                  outliers: np.ndarray | None = None, outlier_weight: float = 0.0, corruptions: float = 0.0,
+                  classes: int = 10, index_batches: Any = None) -> Any:
     """Shuffled, repeated batches; augmentation and one-hot labels only when asked for.
 
     Augmentation runs here, on whole batches with TF ops, so it is never part
     of the model that gets saved, exported or served. `outliers` (model input
     of non-digits) are mixed into every batch for outlier exposure (`ood.mix_outliers`);
     `corruptions` is the share of images degraded by `augment.corrupt_batch`.
+    `index_batches`, if given, says which images make each batch (`finetune.replay_batches`).
     """
     tf = backend.tensorflow()
     from .augment import affine_batch, corrupt_batch, is_active
@@ -101,7 +119,7 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
         .shuffle(n, seed=seed, reshuffle_each_iteration=True)
         .repeat()
         .batch(batch_size)
-    )
+    ) if index_batches is None else index_batches
     if not is_active(shift, rotation, zoom) and not one_hot and corruptions <= 0:  # the tutorial's stream
         return batches.map(lambda idx: (tf.gather(xs, idx), tf.gather(ys, idx)),
                            num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
@@ -110,12 +128,12 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
     def make_batch(step: Any, idx: Any) -> Any:
         images, labels = tf.gather(xs, idx), tf.gather(ys, idx)
         if one_hot:
-            labels = tf.one_hot(labels, 10)
+            labels = tf.one_hot(labels, classes)
         if outlier_tensor is not None:  # outlier exposure: non-digits join the batch (augmented alike)
             from .ood import mix_outliers
 
             images, labels, weights = mix_outliers(images, labels, outlier_tensor, step, seed=seed,
-                                                   weight=outlier_weight)
+                                                   weight=outlier_weight, classes=classes)
         if is_active(shift, rotation, zoom):
             images = affine_batch(images, step, seed=seed, shift=shift, rotation=rotation, zoom=zoom)
         if corruptions > 0:
@@ -126,10 +144,10 @@ def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, s
     return batches.enumerate().map(make_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def _eval_stream(x: np.ndarray, y: np.ndarray, batch_size: int, *, one_hot: bool = False) -> Any:
+def _eval_stream(x: np.ndarray, y: np.ndarray, batch_size: int, *, one_hot: bool = False, classes: int = 10) -> Any:
     tf = backend.tensorflow()
     if one_hot:
-        y = np.eye(10, dtype=np.float32)[y]
+        y = np.eye(classes, dtype=np.float32)[y]
     return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
@@ -207,7 +225,7 @@ def _epoch_logger(log: Callable[[str], None], epochs: int, prefix: str = "") -> 
 
 def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
           callbacks: list[Any] | tuple[Any, ...] = (), log: Callable[[str], None] | None = None,
-          log_prefix: str = "") -> TrainResult:
+          log_prefix: str = "", initial: keras.Model | None = None) -> TrainResult:
     """Train `config.preset` on `splits`, writing checkpoints and history to `run_dir`.
 
     Ctrl-C stops training cleanly: if at least one epoch finished, the model
@@ -218,22 +236,37 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
     `progress` draws Keras' progress bar (default: when stdout is a
     terminal); without it, `log` (if given) gets one line per epoch. With
     `config.members > 1` the members are trained one after another (see
-    `train_ensemble`).
+    `train_ensemble`). With `config.init` it fine-tunes that model (`initial`, if already loaded:
+    `finetune.load_init`), with `splits.x_replay` mixed into every batch when present.
     """
-    if config.members > 1:
+    if config.members > 1 and config.init is None:
         return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log)
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
     x_train, y_train = _with_rendered_digits(config, splits, log)
     steps = math.ceil(len(x_train) / config.batch_size)
-    model = build_model(config, steps_per_epoch=steps)
+    batch, index_batches = config.batch_size, None
+    if splits.x_replay is not None:  # fine-tuning: MNIST in every batch (`finetune`)
+        from .finetune import replay_batch, replay_batches
+
+        x_train, y_train, index_batches, steps = replay_batches(config, x_train, y_train, splits.x_replay,
+                                                                splits.y_replay)
+        batch = config.batch_size - replay_batch(config)
+    steps = max(steps, config.min_steps)
+    if config.init is not None:
+        from .finetune import load_init
+
+        model = compile_for_training(initial if initial is not None else load_init(config)[0], config, steps)
+    else:
+        model = build_model(config, steps_per_epoch=steps)
     outliers = _outlier_exposure(config, model, log)
     one_hot = config.label_smoothing > 0 or outliers is not None
-    train_ds = _train_stream(x_train, y_train, config.batch_size, config.seed, shift=config.shift,
+    train_ds = _train_stream(x_train, y_train, batch, config.seed, index_batches=index_batches,
+                             classes=len(config.classes), shift=config.shift,
                              rotation=config.rotation, zoom=config.zoom, one_hot=one_hot,
                              outliers=outliers, outlier_weight=config.outlier_exposure,
                              corruptions=config.corruptions)
-    val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot)
+    val_ds = _eval_stream(splits.x_val, splits.y_val, config.batch_size, one_hot=one_hot, classes=len(config.classes))
     history: dict[str, list[float]] = {}
     state: dict[str, Any] = {"epochs_completed": 0}
     if progress is None:

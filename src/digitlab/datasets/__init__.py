@@ -29,6 +29,7 @@ _FACADE = {
     "Skipped": "folder", "MAX_FOLDER_IMAGES": "folder",
     "DIGITS": "classes", "CLASSES_FILE": "classes", "MAX_CLASSES": "classes",
     "class_names_problem": "classes", "check_class_names": "classes", "class_sort_key": "classes",
+    "is_digit_classes": "classes", "folder_name_problem": "classes",
 }
 __all__ = sorted(_FACADE)
 

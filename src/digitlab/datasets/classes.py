@@ -60,6 +60,31 @@ def check_class_names(names: Iterable[object], where: str = "class names", *, mi
     return names  # type: ignore[return-value]
 
 
+def is_digit_classes(names: Iterable[str]) -> bool:
+    """Whether every class is one digit 0-9 (MNIST's, or some of them): then a row of the model's
+    answers reads as a number, and MNIST can be mixed into fine-tuning (`finetune`)."""
+    names = tuple(names)
+    return bool(names) and all(len(n) == 1 and n in "0123456789" for n in names)
+
+
+def folder_name_problem(name: str) -> str | None:
+    """Why class `name` cannot name a class folder (for `datasets.folder` to read it back), or None.
+
+    A folder name is one path component that the image-folder reader does not skip (a leading ".")
+    or take for its split folders (train/, test/), and that every common file system can hold.
+    """
+    if any(c in name for c in '/\\:*?"<>|') or any(ord(c) < 32 for c in name):
+        return f"class {name!r} contains a character that cannot be in a folder name"
+    if name.startswith(".") or name.endswith((" ", ".")):
+        return f"class {name!r} cannot be a folder name (a leading dot hides it, a trailing dot or space is dropped)"
+    if name.casefold() in SPLIT_NAMES:
+        return f"class {name!r} would read as the {name.casefold()}/ split folder of an image folder"
+    return None
+
+
+SPLIT_NAMES = ("train", "test")  # an image folder's split folders (`folder.SPLIT_DIRS`)
+
+
 def class_sort_key(name: str) -> tuple[int, int, str, str]:
     """Order of class folders: whole numbers numerically (2 before 10), then the rest by name.
 

@@ -25,7 +25,15 @@ from . import errors
 from .middleware import BodyLimit, HostCheck, PathHeaders
 from .page import DOCS_CSP, add_page_routes
 from .routes import add_api_routes
-from .settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, LOOPBACK_HOSTS, Settings, host_list
+from .settings import (
+    DEFAULT_CORRECTIONS_MAX,
+    DEFAULT_CORRECTIONS_MAX_BYTES,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    LOOPBACK_HOSTS,
+    Settings,
+    host_list,
+)
 from .work import ImageWork
 
 DOCS_URL, REDOC_URL = "/docs", "/redoc"
@@ -37,16 +45,21 @@ DESCRIPTION = ("Handwritten digit recognition (MNIST models trained with digitla
 
 def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: Any = None, runtime: str = "auto",
                max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-               allowed_hosts: Optional[Sequence[str]] = LOOPBACK_HOSTS) -> FastAPI:
+               allowed_hosts: Optional[Sequence[str]] = LOOPBACK_HOSTS, corrections: Any = None,
+               corrections_max: int = DEFAULT_CORRECTIONS_MAX,
+               corrections_max_bytes: int = DEFAULT_CORRECTIONS_MAX_BYTES) -> FastAPI:
     """Build the FastAPI app. The model is loaded in the lifespan, once, by
     `predictor_factory()` (default: `Predictor.load(model, runtime=runtime)`; model=None is the
     shipped pretrained model). `allowed_hosts`: the names the Host header may carry (any
-    port); None or ["*"] allows any (for a server bound to a public address)."""
+    port); None or ["*"] allows any (for a server bound to a public address). `corrections`: a
+    folder for POST /api/corrections (None: corrections are off), with its limits."""
     if isinstance(allowed_hosts, str):
         allowed_hosts = [allowed_hosts]
     settings = Settings(model=None if model is None else str(model), runtime=runtime, max_bytes=int(max_bytes),
                         max_pixels=int(max_pixels),
-                        allowed_hosts=host_list(None if allowed_hosts is None else list(allowed_hosts)))
+                        allowed_hosts=host_list(None if allowed_hosts is None else list(allowed_hosts)),
+                        corrections=None if corrections is None else str(corrections),
+                        corrections_max=int(corrections_max), corrections_max_bytes=int(corrections_max_bytes))
     if predictor_factory is None:
         def predictor_factory() -> Any:
             from ..predict import Predictor
@@ -60,11 +73,18 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
         predictor = await run_in_threadpool(factory)
         app.state.predictor = predictor
         app.state.work = ImageWork(predictor, max_pixels=settings.max_pixels)
+        app.state.corrections = None
+        if settings.corrections is not None:
+            from ..corrections import CorrectionsFolder
+
+            app.state.corrections = CorrectionsFolder(
+                settings.corrections, getattr(predictor, "classes", None) or tuple("0123456789"),
+                max_count=settings.corrections_max, max_bytes=settings.corrections_max_bytes)
         app.state.started = time.monotonic()
         try:
             yield
         finally:
-            app.state.work = app.state.predictor = None
+            app.state.work = app.state.predictor = app.state.corrections = None
 
     app = FastAPIOffline(
         title="digitlab", version=__version__, description=DESCRIPTION, lifespan=lifespan,
@@ -73,7 +93,7 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
         swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
-    app.state.work = app.state.predictor = None
+    app.state.work = app.state.predictor = app.state.corrections = None
     app.add_middleware(BodyLimit, max_bytes=settings.max_bytes)
     app.add_middleware(PathHeaders, paths=(DOCS_URL, REDOC_URL),
                        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"})
@@ -89,4 +109,5 @@ def app_from_env() -> FastAPI:
     """App factory for `uvicorn --factory` / `digitlab serve --workers N`: settings from the environment."""
     s = Settings.from_env()
     return create_app(model=s.model, runtime=s.runtime, max_bytes=s.max_bytes, max_pixels=s.max_pixels,
-                      allowed_hosts=s.allowed_hosts)
+                      allowed_hosts=s.allowed_hosts, corrections=s.corrections, corrections_max=s.corrections_max,
+                      corrections_max_bytes=s.corrections_max_bytes)

@@ -95,6 +95,23 @@ def cannot_predict(exc: DigitlabError) -> ApiError:
     return ApiError(422, "cannot predict", str(exc))
 
 
+def corrections_off() -> ApiError:
+    return ApiError(403, "corrections are off",
+                    "this server keeps no corrections; start it with --corrections DIR to save them")
+
+
+def bad_correction(detail: str) -> ApiError:
+    return ApiError(422, "cannot save the correction", detail)
+
+
+def corrections_full(detail: str) -> ApiError:
+    return ApiError(409, "corrections folder full", detail)
+
+
+def storage_failed() -> ApiError:
+    return ApiError(507, "cannot store", "the server could not write the correction (its disk); the log says why")
+
+
 def not_loaded() -> ApiError:
     return ApiError(503, "model not loaded", "the server is starting or stopping")
 

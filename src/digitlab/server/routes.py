@@ -1,4 +1,5 @@
-"""The REST API: /api/predict, /api/predict/number, /api/predict/batch, /api/health, /api/model."""
+"""The REST API: /api/predict, /api/predict/number, /api/predict/batch, /api/corrections, /api/health,
+/api/model."""
 
 from __future__ import annotations
 
@@ -12,7 +13,18 @@ from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from . import errors
-from .schemas import BATCH_BODY, ERRORS, IMAGE_BODY, BatchResult, DigitResult, Health, ModelInfo, NumberResult
+from .schemas import (
+    BATCH_BODY,
+    CORRECTION_ERRORS,
+    ERRORS,
+    IMAGE_BODY,
+    BatchResult,
+    CorrectionResult,
+    DigitResult,
+    Health,
+    ModelInfo,
+    NumberResult,
+)
 from .settings import MAX_BATCH
 from .work import ImageWork, failure, json_bytes
 
@@ -69,7 +81,8 @@ def model_summary(predictor: Any) -> dict[str, Any]:
     return {"model_id": info.get("model_id"), "file": PurePath(str(path)).name if path else None,
             "preset": info.get("preset"), "test_accuracy": info.get("test_accuracy"), "runtime": info.get("runtime"),
             "threshold": info.get("threshold"), "not_digit_above": info.get("not_digit_above"),
-            "temperature": info.get("temperature"), "digitlab_version": info.get("digitlab_version")}
+            "temperature": info.get("temperature"), "digitlab_version": info.get("digitlab_version"),
+            "classes": list(info.get("classes") or [])}
 
 
 def add_api_routes(app: FastAPI) -> None:
@@ -130,6 +143,28 @@ def add_api_routes(app: FastAPI) -> None:
                 item.update(ok=True, result=result.to_dict(include_input=include_input))
         return Response(json_bytes({"count": len(items), "results": items}), media_type="application/json")
 
+    @app.post("/api/corrections", response_model=CorrectionResult, status_code=201, responses=CORRECTION_ERRORS,
+              openapi_extra={"requestBody": IMAGE_BODY}, summary="Save a corrected sample", tags=["corrections"])
+    async def correct(request: Request, label: str = Query(..., min_length=1, max_length=64, description=(
+            "The right class for the image: one of the model's class names (GET /api/model)."))) -> Any:
+        """"Wrong? It's a 7": save the image (multipart `file` or the raw body) and the 28x28 input the
+        model sees of it under `label`, in the server's corrections folder (`digitlab serve --corrections
+        DIR`), to fine-tune on later (`digitlab train --data DIR --init pretrained`). The file name is
+        the server's own; nothing of the request but the image and the label is kept."""
+        folder = getattr(request.app.state, "corrections", None)
+        if folder is None:
+            raise errors.corrections_off()
+        work = _work(request)
+        from ..corrections import CorrectionError
+
+        try:
+            folder.check_label(label)  # before reading an image for nothing
+        except CorrectionError as exc:
+            raise errors.bad_correction(str(exc)) from None
+        data, name = await _one_image(request)
+        body = await work.correct(data, name, label, folder)
+        return Response(json_bytes(body), status_code=201, media_type="application/json")
+
     @app.get("/api/health", response_model=Health, summary="Is the server up, and with which model?", tags=["info"])
     async def health(request: Request) -> Any:
         info = _work(request).predictor.info
@@ -155,5 +190,16 @@ def add_api_routes(app: FastAPI) -> None:
                 "not_digit_above": summary["not_digit_above"],
             },
             "limits": {"max_bytes": settings.max_bytes, "max_pixels": settings.max_pixels, "max_batch": MAX_BATCH},
+            "corrections": _corrections_info(request),
             "version": __version__,
         }
+
+
+def _corrections_info(request: Request) -> dict[str, Any]:
+    """Whether POST /api/corrections saves anything, and the folder's limits (never its path)."""
+    folder = getattr(request.app.state, "corrections", None)
+    if folder is None:
+        return {"enabled": False}
+    count, size = folder.usage()
+    return {"enabled": True, "count": count, "max_count": folder.max_count, "bytes": size,
+            "max_bytes": folder.max_bytes}

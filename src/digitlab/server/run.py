@@ -14,6 +14,8 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from .settings import (
     ANY_HOST,
+    DEFAULT_CORRECTIONS_MAX,
+    DEFAULT_CORRECTIONS_MAX_BYTES,
     DEFAULT_LIMIT_CONCURRENCY,
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -39,7 +41,8 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
           limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY, timeout_keep_alive: float = DEFAULT_TIMEOUT_KEEP_ALIVE,
           timeout_headers: float = DEFAULT_TIMEOUT_HEADERS, timeout_body: float = DEFAULT_TIMEOUT_BODY,
           allowed_hosts: Sequence[str] = (), max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
-          say: Callable[[str], None] = print) -> None:
+          corrections: Optional[str] = None, corrections_max: int = DEFAULT_CORRECTIONS_MAX,
+          corrections_max_bytes: int = DEFAULT_CORRECTIONS_MAX_BYTES, say: Callable[[str], None] = print) -> None:
     """Serve the drawing page and the REST API until Ctrl-C.
 
     `limit_concurrency`: open connections per worker (more get 503 at once);
@@ -47,6 +50,8 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
     `timeout_headers` / `timeout_body`: a request's headers / body must arrive within them (408);
     `allowed_hosts`: names accepted in the Host header beside localhost, 127.0.0.1 and ::1 when
     bound to loopback ("*": any); bound to another address, any name unless some are given.
+    `corrections`: a folder where POST /api/corrections (the page's "wrong? it's a _") saves
+    labelled samples, at most `corrections_max` of them and `corrections_max_bytes`; None: off.
     Bad values raise ConfigError (ModelError for a bad model) before anything listens.
     """
     try:
@@ -62,6 +67,8 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
                              "--timeout-body": timeout_body},
                    max_bytes=max_bytes, max_pixels=max_pixels)
     allowed = _allowed_hosts(host, allowed_hosts)
+    if corrections_max < 1 or corrections_max_bytes < 1:
+        raise ConfigError(f"the corrections limits must be positive (got {corrections_max}, {corrections_max_bytes})")
     _probe_port(host, port)
 
     from .app import create_app
@@ -81,19 +88,39 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
 
         predictor = Predictor.load(model, runtime=runtime)
         info = predictor.info
+        kept = _check_corrections(corrections, predictor.classes, corrections_max, corrections_max_bytes)
         say(f"model {info.get('model_id')} ({info.get('preset')}), runtime {info.get('runtime')}; "
-            f"serving on {url} (API docs at /docs; {hosts}); Ctrl-C stops")
-        app = create_app(lambda: predictor, max_bytes=max_bytes, max_pixels=max_pixels, allowed_hosts=allowed)
+            f"serving on {url} (API docs at /docs; {hosts}){kept}; Ctrl-C stops")
+        app = create_app(lambda: predictor, max_bytes=max_bytes, max_pixels=max_pixels, allowed_hosts=allowed,
+                         corrections=corrections, corrections_max=corrections_max,
+                         corrections_max_bytes=corrections_max_bytes)
         uvicorn.run(app, **options)
     else:
         from ..predict import resolve_model
 
         path = str(resolve_model(model)) if model is not None else None  # "latest", a run name or a path
+        kept = ""
+        if corrections is not None:  # each worker opens it with its model's classes; a bad folder fails here
+            kept = _check_corrections(corrections, (), corrections_max, corrections_max_bytes)
+            corrections = os.path.abspath(corrections)
         settings = Settings(model=path, runtime=runtime, max_bytes=max_bytes, max_pixels=max_pixels,
-                            allowed_hosts=allowed)
+                            allowed_hosts=allowed, corrections=corrections, corrections_max=corrections_max,
+                            corrections_max_bytes=corrections_max_bytes)
         os.environ.update(settings.to_env())  # each worker process builds its app with app_from_env()
-        say(f"serving on {url} with {workers} workers (API docs at /docs; {hosts}); Ctrl-C stops")
+        say(f"serving on {url} with {workers} workers (API docs at /docs; {hosts}){kept}; Ctrl-C stops")
         uvicorn.run("digitlab.server:app_from_env", factory=True, workers=workers, **options)
+
+
+def _check_corrections(folder: Optional[str], classes: Sequence[str], max_count: int, max_bytes: int) -> str:
+    """Open the corrections folder once (created if missing, must be writable: ModelError otherwise);
+    the words for the start-up line."""
+    if folder is None:
+        return ""
+    from ..corrections import CorrectionsFolder
+
+    opened = CorrectionsFolder(folder, tuple(classes), max_count=max_count, max_bytes=max_bytes)
+    count, _ = opened.usage()
+    return f"; corrections saved in {opened.root} ({count:,} of at most {max_count:,})"
 
 
 def _check_options(*, port: int, workers: int, log_level: str, limit_concurrency: int, timeouts: dict[str, float],

@@ -15,11 +15,15 @@ class ErrorResponse(BaseModel):
 
 
 class DigitResult(BaseModel):
-    label: Optional[int] = Field(None, description="The predicted digit; null when there is no digit.")
+    label: Optional[int] = Field(None, description="The predicted class's number (for a digit model, the digit); "
+                                                   "null when there is no digit.")
+    name: Optional[str] = Field(None, description="The predicted class's name (the model's classes, GET /api/model: "
+                                                  "\"7\" for a digit model); null when there is no digit.")
     confidence: float = Field(description="Probability of the predicted digit (0 when there is no digit).")
-    probabilities: list[float] = Field(description="Ten probabilities for digits 0-9 (empty when there is no digit).")
+    probabilities: list[float] = Field(description="One probability per class, in the model's class order (ten for "
+                                                   "digits 0-9; empty when there is no digit).")
     top3: list[tuple[int, float]] = Field(default_factory=list,
-                                          description="The three most likely digits as [digit, probability].")
+                                          description="The three most likely classes as [label, probability].")
     uncertain: bool = Field(description="True when the confidence is below the model's threshold, or there is no "
                                         "digit, or the ink is not a digit.")
     no_digit: bool = Field(description="True when the image holds no ink (an empty canvas), or too little for any "
@@ -82,13 +86,28 @@ class ModelSummary(BaseModel):
         None, description="The temperature the model's probabilities were calibrated with (part of the model); "
                           "null when it was not calibrated.")
     digitlab_version: Optional[str] = None
+    classes: list[str] = Field(default_factory=list, description="What each output means, in order: the class names "
+                                                                 "(\"0\" to \"9\" for a digit model).")
 
 
 class ModelInfo(BaseModel):
     model: ModelSummary
     preprocessing: dict[str, Any] = Field(description="What the server accepts and how it turns it into model input.")
     limits: dict[str, int]
+    corrections: dict[str, Any] = Field(default_factory=dict, description=(
+        "Whether POST /api/corrections keeps corrections (`enabled`), and the folder's samples and limits."))
     version: str
+
+
+class CorrectionResult(BaseModel):
+    saved: bool
+    id: str = Field(description="The sample's id (a UTC time and random hex), also its file name.")
+    label: str = Field(description="The class it was saved under.")
+    file: str = Field(description="The image's path inside the corrections folder: <label>/<id>.<ext>.")
+    input_file: str = Field(description="The 28x28 model input's path inside the folder: .inputs/<label>/<id>.png.")
+    count: int = Field(description="Samples in the folder now, this one included.")
+    max_count: int
+    model_input: list[list[int]] = Field(description="The 28x28 image saved as the model input (0-255, white on black).")
 
 
 IMAGE_BODY = {
@@ -120,4 +139,11 @@ ERRORS = {
     415: {"model": ErrorResponse, "description": "Not an image, a truncated image, or too many pixels."},
     422: {"model": ErrorResponse, "description": "The request is malformed (e.g. no `file` field)."},
     500: {"model": ErrorResponse, "description": "An unexpected error (the server log has the details)."},
+}
+CORRECTION_ERRORS = {
+    **ERRORS,
+    403: {"model": ErrorResponse, "description": "Corrections are off (the server was started without --corrections)."},
+    409: {"model": ErrorResponse, "description": "The corrections folder is full (samples or bytes)."},
+    422: {"model": ErrorResponse, "description": "No or an unknown label, no digit in the image, or a malformed request."},
+    507: {"model": ErrorResponse, "description": "The server could not write to its disk."},
 }

@@ -18,6 +18,12 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 # Images in one /api/predict/batch request; each is decoded on its own, so this bounds time, not memory.
 MAX_BATCH = 64
+# The corrections folder's limits (`digitlab.corrections`). 10,000 samples: a hundred times what
+# fine-tuning wants (10-20 a class), and under a minute to read back for training (1-10 ms an image).
+# 256 MiB: what an unattended server may fill; the page's drawings are ~10 kB each, a phone photo (the
+# body cap is 10 MB) far more.
+DEFAULT_CORRECTIONS_MAX = 10_000
+DEFAULT_CORRECTIONS_MAX_BYTES = 256 * 1024 * 1024
 
 # Connections, per worker process. Each open connection is a file descriptor; past this
 # many a new one is answered 503 and closed at once, so no flood can exhaust them.
@@ -44,6 +50,9 @@ ENV_RUNTIME = "DIGITLAB_SERVE_RUNTIME"
 ENV_MAX_BYTES = "DIGITLAB_SERVE_MAX_BYTES"
 ENV_MAX_PIXELS = "DIGITLAB_SERVE_MAX_PIXELS"
 ENV_ALLOWED_HOSTS = "DIGITLAB_SERVE_ALLOWED_HOSTS"
+ENV_CORRECTIONS = "DIGITLAB_SERVE_CORRECTIONS"
+ENV_CORRECTIONS_MAX = "DIGITLAB_SERVE_CORRECTIONS_MAX"
+ENV_CORRECTIONS_MAX_BYTES = "DIGITLAB_SERVE_CORRECTIONS_MAX_BYTES"
 
 
 @dataclass(frozen=True)
@@ -53,11 +62,18 @@ class Settings:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
     allowed_hosts: Optional[tuple[str, ...]] = LOOPBACK_HOSTS  # None: any Host header
+    # Where POST /api/corrections saves labelled samples. None (the default): corrections are off.
+    # A server must not keep what people send it unless its operator asked for that (privacy, disk).
+    corrections: Optional[str] = None
+    corrections_max: int = DEFAULT_CORRECTIONS_MAX  # samples in the folder
+    corrections_max_bytes: int = DEFAULT_CORRECTIONS_MAX_BYTES  # bytes in the folder, inputs included
 
     def to_env(self) -> dict[str, str]:
         return {ENV_MODEL: self.model or "", ENV_RUNTIME: self.runtime, ENV_MAX_BYTES: str(self.max_bytes),
                 ENV_MAX_PIXELS: str(self.max_pixels),
-                ENV_ALLOWED_HOSTS: ANY_HOST if self.allowed_hosts is None else ",".join(self.allowed_hosts)}
+                ENV_ALLOWED_HOSTS: ANY_HOST if self.allowed_hosts is None else ",".join(self.allowed_hosts),
+                ENV_CORRECTIONS: self.corrections or "", ENV_CORRECTIONS_MAX: str(self.corrections_max),
+                ENV_CORRECTIONS_MAX_BYTES: str(self.corrections_max_bytes)}
 
     @classmethod
     def from_env(cls, env: Optional[dict[str, str]] = None) -> Settings:
@@ -66,7 +82,10 @@ class Settings:
         return cls(model=env.get(ENV_MODEL) or None, runtime=env.get(ENV_RUNTIME) or "auto",
                    max_bytes=int(env.get(ENV_MAX_BYTES) or DEFAULT_MAX_BYTES),
                    max_pixels=int(env.get(ENV_MAX_PIXELS) or DEFAULT_MAX_PIXELS),
-                   allowed_hosts=LOOPBACK_HOSTS if not hosts else host_list(hosts.split(",")))
+                   allowed_hosts=LOOPBACK_HOSTS if not hosts else host_list(hosts.split(",")),
+                   corrections=env.get(ENV_CORRECTIONS) or None,
+                   corrections_max=int(env.get(ENV_CORRECTIONS_MAX) or DEFAULT_CORRECTIONS_MAX),
+                   corrections_max_bytes=int(env.get(ENV_CORRECTIONS_MAX_BYTES) or DEFAULT_CORRECTIONS_MAX_BYTES))
 
 
 def host_list(names: list[str] | tuple[str, ...] | None) -> Optional[tuple[str, ...]]:

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import DigitlabError
+import numpy as np
+
+from ..errors import DigitlabError, StorageError
 from . import errors
 
 # Images of at least this many pixels give their freed memory back at once (malloc_trim,
@@ -110,6 +112,41 @@ class ImageWork:
 
         try:
             return await self._run(work)
+        except DigitlabError as exc:
+            raise errors.for_exception(exc) from None
+
+    async def correct(self, data: bytes, name: str, label: str, folder: Any) -> dict[str, Any]:
+        """Save one correction (`corrections.CorrectionsFolder`): the image, and the 28x28 input the
+        prediction path makes of it, under `label`. ApiError 415 (bad image), 422 (no digit), 409 (full)."""
+        from ..corrections import CorrectionError, FolderFull
+        from ..ood import near_empty
+        from ..preprocess import load_image
+
+        def work() -> dict[str, Any]:
+            with self.budget.hold(declared_pixels(data)) as pixels:
+                try:
+                    img = load_image(data, name=name, max_pixels=self.max_pixels, max_bytes=max(len(data), 1))
+                    prepared = self.predictor.prepare(img, mode="digit", source=name)
+                    if not prepared.inputs or near_empty(np.stack(prepared.inputs))[0]:
+                        raise errors.bad_correction("no digit in the image (too little ink); nothing was saved")
+                    saved = folder.save(data, prepared.inputs[0], label, image=img)
+                    del img
+                finally:
+                    if pixels >= TRIM_ABOVE:
+                        self._trim()
+            return {"saved": True, "id": saved.id, "label": saved.label, "file": saved.file,
+                    "input_file": saved.input_file, "count": saved.count, "max_count": folder.max_count,
+                    "model_input": np.asarray(prepared.inputs[0]).astype(int).tolist()}
+
+        try:
+            return await self._run(work)
+        except FolderFull as exc:
+            raise errors.corrections_full(str(exc)) from None
+        except StorageError as exc:  # the server's disk, not the client's request
+            log.error("cannot save a correction: %s", exc)
+            raise errors.storage_failed() from None
+        except CorrectionError as exc:
+            raise errors.bad_correction(str(exc)) from None
         except DigitlabError as exc:
             raise errors.for_exception(exc) from None
 

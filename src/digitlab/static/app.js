@@ -21,6 +21,9 @@
   const numberView = $("number-view");
   const numberOut = $("number");
   const numberDigits = $("number-digits");
+  const correctForm = $("correct");
+  const correctLabel = $("correct-label");
+  const correctStatus = $("correct-status");
 
   let mode = "digit";
   let strokes = [];          // [{size, points: [[x, y], ...]}]
@@ -31,28 +34,57 @@
   let inFlight = false;
   let again = false;         // something changed while a request was in flight
   let waiting = false;       // a debounced request is scheduled
+  let classes = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];  // the model's (GET /api/model)
+  let correctionsOn = false; // the server keeps corrections (digitlab serve --corrections DIR)
+  let lastSent = null;       // {body, type} of the image behind the answer shown, for a correction
 
   // ------------------------------------------------------------------ bars
 
-  const barRows = [];
-  for (let d = 0; d < 10; d++) {
-    const li = document.createElement("li");
-    li.dataset.digit = String(d);
-    li.dataset.probability = "0";
-    li.innerHTML =
-      `<span class="name" aria-hidden="true">${d}</span>` +
-      `<span class="track"><span class="fill" role="meter" aria-label="Probability of ${d}" ` +
-      `aria-valuemin="0" aria-valuemax="100" aria-valuenow="0" aria-valuetext="0%"></span></span>` +
-      `<span class="value">0%</span>`;
-    bars.appendChild(li);
-    barRows.push(li);
+  let barRows = [];
+
+  // One bar per class (data-digit: its number, the index of its probability), and the
+  // correction control's choices: built from the model's class names.
+  function buildClasses(names) {
+    classes = names.slice();
+    barRows = names.map((name, d) => {
+      const li = document.createElement("li");
+      li.dataset.digit = String(d);
+      li.dataset.probability = "0";
+      const label = document.createElement("span");
+      label.className = "name";
+      label.setAttribute("aria-hidden", "true");
+      label.textContent = name;
+      const track = document.createElement("span");
+      track.className = "track";
+      const fill = document.createElement("span");
+      fill.className = "fill";
+      fill.setAttribute("role", "meter");
+      fill.setAttribute("aria-label", `Probability of ${name}`);
+      fill.setAttribute("aria-valuemin", "0");
+      fill.setAttribute("aria-valuemax", "100");
+      fill.setAttribute("aria-valuenow", "0");
+      fill.setAttribute("aria-valuetext", "0%");
+      track.appendChild(fill);
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = "0%";
+      li.append(label, track, value);
+      return li;
+    });
+    bars.replaceChildren(...barRows);
+    correctLabel.replaceChildren(correctLabel.options[0]);
+    names.forEach((name) => correctLabel.add(new Option(name, name)));
   }
+  buildClasses(classes);
+
+  function nameOf(r) { return r.name !== undefined && r.name !== null ? r.name : String(r.label); }
 
   function setBars(probs) {
+    const k = barRows.length;
     let top = -1;
-    if (probs && probs.length === 10) top = probs.indexOf(Math.max(...probs));
+    if (probs && probs.length === k) top = probs.indexOf(Math.max(...probs));
     barRows.forEach((li, d) => {
-      const p = probs && probs.length === 10 ? probs[d] : 0;
+      const p = probs && probs.length === k ? probs[d] : 0;
       const pct = Math.round(p * 1000) / 10;
       li.dataset.probability = String(p);
       li.classList.toggle("top", d === top);
@@ -213,7 +245,37 @@
     numberOut.textContent = "";
     numberDigits.replaceChildren();
     pctx.clearRect(0, 0, 28, 28);
+    showCorrect(false);
   }
+
+  // ------------------------------------------------------------------ corrections
+
+  // "Wrong? It's a _": shown under a one-digit answer when the server keeps corrections; sends
+  // the very image that was answered, with the right class, to POST /api/corrections.
+  function showCorrect(on) {
+    correctForm.hidden = !(on && correctionsOn && mode === "digit");
+    correctForm.dataset.state = "idle";
+    correctLabel.selectedIndex = 0;
+    correctStatus.textContent = "";
+  }
+
+  correctForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!lastSent || !correctLabel.value) return;
+    correctForm.dataset.state = "busy";
+    try {
+      const resp = await fetch(`/api/corrections?label=${encodeURIComponent(correctLabel.value)}`, {
+        method: "POST", headers: { "Content-Type": lastSent.type }, body: lastSent.body,
+      });
+      const data = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
+      if (!resp.ok) throw new Error(`${data.error || "failed"}${data.detail ? " – " + data.detail : ""}`);
+      correctForm.dataset.state = "saved";
+      correctStatus.textContent = `Saved as ${data.label} (${data.count} corrections kept). Thank you!`;
+    } catch (err) {
+      correctForm.dataset.state = "error";
+      correctStatus.textContent = `Not saved: ${err.message || err}`;
+    }
+  });
 
   function schedule() {
     clearTimeout(timer);
@@ -240,15 +302,13 @@
     result.dataset.state = "busy";
     try {
       const body = file || (await canvasBlob());
+      const type = (file && file.type && file.type.startsWith("image/")) ? file.type : "image/png";
       const url = mode === "number" ? "/api/predict/number?include_input=true" : "/api/predict?include_input=true";
-      const resp = await fetch(url, {
-        method: "POST",
-        headers: { "Content-Type": (file && file.type && file.type.startsWith("image/")) ? file.type : "image/png" },
-        body,
-      });
+      const resp = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
       const data = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
       if (mySeq !== seq) return;  // a newer request was sent meanwhile
       if (!resp.ok) { showError(data); return; }
+      lastSent = { body, type };
       if (mode === "number") showNumber(data); else showDigit(data);
       // "done" only when no newer drawing is waiting to be sent (tests wait for it).
       result.dataset.state = (again || waiting || current) ? "busy" : "done";
@@ -265,6 +325,7 @@
     digitOut.textContent = "!";
     statusOut.textContent = `Error: ${data.error || "failed"}${data.detail ? " – " + (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : ""}`;
     setBars(null);
+    showCorrect(false);
   }
 
   function pct(x) { return `${(x * 100).toFixed(1)}%`; }
@@ -292,16 +353,21 @@
       digitOut.textContent = "–";
       statusOut.textContent = "No digit found: draw something.";
       setBars(null);
+      showCorrect(false);
     } else if (r.not_digit) {
       // Ink, but not a digit: say so, and what it looks most like (the bars show how little).
       digitOut.textContent = "✗";
-      statusOut.textContent = `Not a digit (closest: ${r.label}, ${pct(r.confidence)})`;
+      statusOut.textContent = `Not a digit (closest: ${nameOf(r)}, ${pct(r.confidence)})`;
       setBars(r.probabilities);
+      showCorrect(true);
     } else {
-      digitOut.textContent = String(r.label);
-      const second = (r.top3 && r.top3[1]) ? `; next: ${r.top3[1][0]} (${pct(r.top3[1][1])})` : "";
-      statusOut.textContent = (r.uncertain ? `Not sure: ${r.label}` : `It's a ${r.label}`) + ` – ${pct(r.confidence)} confident${second}`;
+      const name = nameOf(r);
+      digitOut.textContent = name;
+      const next = r.top3 && r.top3[1];
+      const second = next ? `; next: ${classes[next[0]] !== undefined ? classes[next[0]] : next[0]} (${pct(next[1])})` : "";
+      statusOut.textContent = (r.uncertain ? `Not sure: ${name}` : `It's a ${name}`) + ` – ${pct(r.confidence)} confident${second}`;
       setBars(r.probabilities);
+      showCorrect(true);
     }
     drawInput(preview, pctx, r.model_input);
   }
@@ -326,7 +392,7 @@
     (r.digits || []).forEach((d, i) => {
       const li = document.createElement("li");
       li.dataset.index = String(i);
-      li.dataset.digit = d.label === null ? "" : String(d.label);
+      li.dataset.digit = d.label === null ? "" : String(d.label);  // the class number
       li.dataset.confidence = String(d.confidence);
       if (d.uncertain) li.classList.add("uncertain");
       if (d.not_digit) li.classList.add("not-digit");
@@ -336,7 +402,7 @@
       drawInput(c, c.getContext("2d"), d.model_input);
       const span = document.createElement("span");
       span.className = "d";
-      span.textContent = d.not_digit ? "✗" : d.label === null ? "?" : String(d.label);
+      span.textContent = d.not_digit ? "✗" : d.label === null ? "?" : nameOf(d);
       const conf = document.createElement("span");
       conf.className = "c";
       conf.textContent = pct(d.confidence);
@@ -387,6 +453,16 @@
     const acc = typeof h.test_accuracy === "number" ? `, ${(h.test_accuracy * 100).toFixed(2)}% on the MNIST test set` : "";
     $("model-line").textContent = `Model ${h.model_id || "?"} (${h.preset || "?"}${acc}), runtime ${h.runtime || "?"}, digitlab ${h.version}`;
   }).catch(() => { $("model-line").textContent = "Model information unavailable."; });
+
+  fetch("/api/model").then((r) => r.json()).then((m) => {
+    const names = m.model && m.model.classes;
+    if (Array.isArray(names) && names.length && names.join("\n") !== classes.join("\n")) {
+      buildClasses(names.map(String));
+      setIdle();
+    }
+    correctionsOn = !!(m.corrections && m.corrections.enabled);
+    document.body.dataset.corrections = String(correctionsOn);
+  }).catch(() => {});
 
   resetCanvas();
   setIdle();
