@@ -66,6 +66,11 @@ def keras() -> Any:
     with quiet_stderr():
         import keras as _keras
         import tensorflow as tf
+
+        # The regular TensorFlow wheel (the base dependency, for the `gpu` extra) probes CUDA when
+        # devices are first listed, and prints an E-level "failed call to cuInit" on a machine
+        # without a GPU; probe here, inside the capture, instead of at the first op.
+        tf.config.list_physical_devices("GPU")
     if not verbose():
         tf.get_logger().setLevel("ERROR")
     return _keras
