@@ -81,7 +81,10 @@ def main() -> None:
         f"| seconds per epoch | {med['s_per_epoch']:.2f} s |",
         f"| test accuracy (`model.evaluate` / `accuracy_score`) | {med['test_accuracy'] * 100:.2f}% / {med['accuracy_score'] * 100:.2f}% |",
         f"| peak RSS of the process | {med['peak_rss_mib']:.0f} MiB |",
-        f"| share of wall time outside `fit` | {med['outside_fit_share'] * 100:.1f}% (target <= 10%) |",
+        # The <= 10% target is the seed run's (10 epochs of fit); a 2-epoch preset's fixed costs
+        # (data, calibration, figures) are a large share of a short run by nature.
+        f"| share of wall time outside `fit` | {med['outside_fit_share'] * 100:.1f}%"
+        + (" (target <= 10%)" if args.preset == "seed" else "") + " |",
         "",
         "Phases of the last run (from its timings.json), seconds: "
         + ", ".join(f"{k} {v:.2f}" for k, v in phases.items() if not k.endswith("_share")),
