@@ -4,7 +4,8 @@
 
 Each image imitates something people send: a phone photo of ink on paper, a
 number written on a form, a canvas drawing with a transparent background,
-chalk on a board, and a tiny digit in a large scan.
+chalk on a board, and a tiny digit in a large scan; and two things that are
+not digits: a letter A drawn with three pen strokes and an empty page.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter
 
 from digitlab.data import load_mnist_data
 
@@ -75,6 +76,21 @@ def tiny_in_scan(d: np.ndarray) -> Image.Image:
     return page
 
 
+def letter_a() -> Image.Image:
+    """A capital A in three strokes of a dark pen on white (drawn, not from a font)."""
+    img = Image.new("L", (200, 200), 250)
+    pen = ImageDraw.Draw(img)
+    for stroke in (((40, 175), (100, 25)), ((100, 25), (162, 175)), ((63, 118), (138, 118))):
+        pen.line(stroke, fill=30, width=11)
+    return img
+
+
+def blank_page() -> Image.Image:
+    """An empty sheet of slightly uneven paper."""
+    yy, xx = np.mgrid[:160, :160] / 160
+    return Image.fromarray((235 + 12 * xx - 6 * yy).astype(np.uint8))
+
+
 def main() -> None:
     data = load_mnist_data()
     rng = np.random.default_rng(7)
@@ -83,6 +99,8 @@ def main() -> None:
     canvas_drawing(first(data, 3, 5)).save(HERE / "canvas-3.png", optimize=True)
     chalk(first(data, 5, 2)).save(HERE / "chalk-5.png", optimize=True)
     tiny_in_scan(first(data, 4, 1)).save(HERE / "tiny-4.png", optimize=True)
+    letter_a().save(HERE / "letter-A.png", optimize=True)
+    blank_page().save(HERE / "blank.png", optimize=True)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,24 @@ def test_the_default_install_brings_what_serve_and_export_need():
     needed = {"fastapi", "fastapi-offline", "uvicorn", "python-multipart", "onnxruntime", "tf2onnx", "onnx",
               "ai-edge-litert", "rich", "typer"}
     assert needed <= _unconditional_requirements()
+
+
+def test_the_readme_examples_answer_as_the_readme_shows():
+    """`digitlab predict examples/ --json`, the README's first try: every example image (made from
+    MNIST *test* digits, or drawn by examples/make_examples.py) gets the answer the README prints,
+    and the README's listing names every file in the folder."""
+    proc = subprocess.run([str(BIN / "digitlab"), "predict", str(ROOT / "examples"), "--json"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    results = {Path(r["file"]).name: r for r in json.loads(proc.stdout)}
+    expected = {"seven.jpg": 7, "canvas-3.png": 3, "chalk-5.png": 5, "tiny-4.png": 4}
+    for name, label in expected.items():
+        r = results[name]
+        assert r["label"] == label and not (r["uncertain"] or r["not_digit"] or r["no_digit"]), r
+    assert results["year.png"]["text"] == "2024" and not results["year.png"]["uncertain"]
+    assert results["letter-A.png"]["not_digit"], results["letter-A.png"]
+    assert results["blank.png"]["no_digit"], results["blank.png"]
+    readme = (ROOT / "README.md").read_text()
+    listing = readme[readme.index("$ digitlab predict examples/"):]
+    listing = listing[:listing.index("```")]
+    assert sorted(re.findall(r"examples/(\S+)", listing)) == sorted(results), "README listing != examples/"
