@@ -1,4 +1,4 @@
-"""Helpers shared by the serving tests (test_server.py, test_browser.py); not a test module."""
+"""Helpers shared by the serving tests (test_server.py, test_corrections.py, test_browser.py); not a test module."""
 
 from __future__ import annotations
 
@@ -99,3 +99,18 @@ class ServerProcess:
             os.unlink(self.log.name)
         except OSError:
             pass
+
+
+def png_bytes(img) -> bytes:
+    """A PIL image as PNG bytes."""
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def assert_json_error(resp, status):
+    """The response is `status` with the API's JSON error body; returns the body."""
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) >= {"error", "detail"} and body["error"], body
+    return body

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import model_arg, user_png
+from serving import assert_json_error, model_arg, png_bytes, user_png
 
 from digitlab.corrections import INPUTS_DIR, CorrectionError, CorrectionsFolder, FolderFull
 from digitlab.datasets import DIGITS
@@ -26,19 +26,6 @@ BASE = "http://127.0.0.1:8000"
 def files_under(root: Path) -> list[str]:
     """Every file below `root` (dot-folders included), relative, sorted."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
-
-
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _assert_error(resp, status):
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) >= {"error", "detail"} and body["error"], body
-    return body
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +117,7 @@ def test_corrections_are_off_without_a_folder(model, samples):
     with client_for(create_app(model=model)) as c:
         assert c.get("/api/model").json()["corrections"] == {"enabled": False}
         r = c.post("/api/corrections?label=7", content=samples[7][0], headers={"Content-Type": "image/png"})
-        assert "--corrections" in _assert_error(r, 403)["detail"]
+        assert "--corrections" in assert_json_error(r, 403)["detail"]
 
 
 def test_post_a_correction_saves_both_files(model, samples, tmp_path):
@@ -169,18 +156,18 @@ def test_bad_corrections_are_4xx_and_save_nothing(model, samples, tmp_path):
     png = samples[4][0]
     with client_for(app) as c:
         post = lambda url, data: c.post(url, content=data, headers={"Content-Type": "image/png"})  # noqa: E731
-        assert "not one of the model's classes" in _assert_error(post("/api/corrections?label=x", png), 422)["detail"]
-        _assert_error(post("/api/corrections", png), 422)  # no label
-        _assert_error(post("/api/corrections?label=" + "7" * 65, png), 422)
-        _assert_error(post("/api/corrections?label=4", b"GIF89a? not an image"), 415)
-        _assert_error(post("/api/corrections?label=4", png[: len(png) // 2]), 415)  # truncated
-        _assert_error(post("/api/corrections?label=4", b""), 422)
-        assert "no digit" in _assert_error(post("/api/corrections?label=4", _png(Image.new("L", (200, 200), 255))),
+        assert "not one of the model's classes" in assert_json_error(post("/api/corrections?label=x", png), 422)["detail"]
+        assert_json_error(post("/api/corrections", png), 422)  # no label
+        assert_json_error(post("/api/corrections?label=" + "7" * 65, png), 422)
+        assert_json_error(post("/api/corrections?label=4", b"GIF89a? not an image"), 415)
+        assert_json_error(post("/api/corrections?label=4", png[: len(png) // 2]), 415)  # truncated
+        assert_json_error(post("/api/corrections?label=4", b""), 422)
+        assert "no digit" in assert_json_error(post("/api/corrections?label=4", png_bytes(Image.new("L", (200, 200), 255))),
                                            422)["detail"]
-        _assert_error(post("/api/corrections?label=4", b"\x89PNG" + b"0" * (64 * 1024 + 1)), 413)
+        assert_json_error(post("/api/corrections?label=4", b"\x89PNG" + b"0" * (64 * 1024 + 1)), 413)
         assert files_under(root) == []
         assert post("/api/corrections?label=4", png).status_code == 201
-        assert "limit" in _assert_error(post("/api/corrections?label=4", png), 409)["detail"]
+        assert "limit" in assert_json_error(post("/api/corrections?label=4", png), 409)["detail"]
         assert len(files_under(root)) == 2
 
 
@@ -201,7 +188,7 @@ def test_a_full_disk_is_a_507_and_leaves_neither_file(model, samples, tmp_path, 
         monkeypatch.setattr(os, "replace", replace)
         r = c.post("/api/corrections?label=4", content=samples[4][0], headers={"Content-Type": "image/png"})
         monkeypatch.undo()
-        assert "could not write" in _assert_error(r, 507)["detail"]
+        assert "could not write" in assert_json_error(r, 507)["detail"]
         assert len(calls) == 2 and files_under(root) == []  # no temporary file, no orphan input
         assert c.post("/api/corrections?label=4", content=samples[4][0],
                       headers={"Content-Type": "image/png"}).status_code == 201

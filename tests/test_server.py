@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import urllib.request
@@ -10,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import ServerProcess, model_arg, user_png
+from serving import ServerProcess, assert_json_error, model_arg, png_bytes, user_png
 
 from digitlab.server import create_app
 
@@ -41,19 +40,6 @@ def samples(mnist):
     """Ten test digits (indices of the first image of each class) as user-style PNGs."""
     idx = [int(np.flatnonzero(mnist.y_test == d)[0]) for d in range(10)]
     return [(int(mnist.y_test[i]), user_png(mnist.x_test[i])) for i in idx]
-
-
-def _png(img) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _assert_error(resp, status):
-    assert resp.status_code == status, resp.text
-    body = resp.json()
-    assert set(body) >= {"error", "detail"} and body["error"], body
-    return body
 
 
 # ------------------------------------------------------------------ predictions
@@ -90,7 +76,7 @@ def test_predict_number(client, mnist):
     row = np.concatenate([np.pad(d, ((8, 8), (6, 6))) for d in digits], axis=1)
     from PIL import Image
 
-    png = _png(Image.fromarray(255 - row).resize((row.shape[1] * 3, row.shape[0] * 3)))
+    png = png_bytes(Image.fromarray(255 - row).resize((row.shape[1] * 3, row.shape[0] * 3)))
     r = client.post("/api/predict/number", files={"file": ("n.png", png, "image/png")})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -120,11 +106,11 @@ def test_empty_canvas_is_no_digit(client):
     from PIL import Image
 
     for img in (Image.new("RGB", (280, 280), "white"), Image.new("RGBA", (280, 280), (0, 0, 0, 0))):
-        r = client.post("/api/predict?include_input=true", content=_png(img), headers={"Content-Type": "image/png"})
+        r = client.post("/api/predict?include_input=true", content=png_bytes(img), headers={"Content-Type": "image/png"})
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["no_digit"] is True and body["label"] is None and body["probabilities"] == []
-    r = client.post("/api/predict/number", content=_png(Image.new("L", (500, 200), 255)),
+    r = client.post("/api/predict/number", content=png_bytes(Image.new("L", (500, 200), 255)),
                     headers={"Content-Type": "image/png"})
     assert r.status_code == 200 and r.json()["no_digit"] is True and r.json()["text"] == ""
 
@@ -209,21 +195,21 @@ def test_docs_pages_load_everything_from_this_server(client):
 
 def test_non_image_and_truncated_images(client, samples):
     r = client.post("/api/predict", content=b"GIF89a? certainly not", headers={"Content-Type": "image/gif"})
-    assert "not an image" in _assert_error(r, 415)["detail"]
+    assert "not an image" in assert_json_error(r, 415)["detail"]
     truncated = samples[2][1][: len(samples[2][1]) // 2]
     r = client.post("/api/predict", files={"file": ("t.png", truncated, "image/png")})
-    assert "truncated" in _assert_error(r, 415)["detail"]
+    assert "truncated" in assert_json_error(r, 415)["detail"]
     r = client.post("/api/predict", content=b"{}", headers={"Content-Type": "application/json"})
-    _assert_error(r, 415)
+    assert_json_error(r, 415)
     r = client.post("/api/predict", content=b"", headers={"Content-Type": "image/png"})
-    _assert_error(r, 422)
+    assert_json_error(r, 422)
     r = client.post("/api/predict", files={"other": ("x.png", samples[0][1], "image/png")})
-    _assert_error(r, 422)
+    assert_json_error(r, 422)
     r = client.post("/api/predict", content=b"--x\r\nbroken", headers={"Content-Type": "multipart/form-data; boundary=x"})
     assert r.status_code in (400, 422)
     r = client.post("/api/predict?include_input=maybe", content=samples[0][1], headers={"Content-Type": "image/png"})
-    _assert_error(r, 422)
-    _assert_error(client.get("/api/nothing-here"), 404)
+    assert_json_error(r, 422)
+    assert_json_error(client.get("/api/nothing-here"), 404)
     # The server is still fine afterwards.
     assert client.post("/api/predict", content=samples[4][1], headers={"Content-Type": "image/png"}).json()["label"] == 4
 
@@ -231,24 +217,24 @@ def test_non_image_and_truncated_images(client, samples):
 def test_pixel_cap(client):
     from PIL import Image
 
-    big = _png(Image.new("L", (2100, 2000), 255))  # 4.2 MP > 4 MP cap; compresses to a few KB
+    big = png_bytes(Image.new("L", (2100, 2000), 255))  # 4.2 MP > 4 MP cap; compresses to a few KB
     r = client.post("/api/predict", content=big, headers={"Content-Type": "image/png"})
-    assert "too large" in _assert_error(r, 415)["detail"]
+    assert "too large" in assert_json_error(r, 415)["detail"]
 
 
 def test_body_cap_on_content_length_and_stream(client):
     big = b"\x89PNG" + b"0" * (2 * 1024 * 1024 + 10)
     r = client.post("/api/predict", content=big, headers={"Content-Type": "image/png"})
-    assert "limited" in _assert_error(r, 413)["detail"]
+    assert "limited" in assert_json_error(r, 413)["detail"]
     r = client.post("/api/predict", files={"file": ("big.png", big, "image/png")})
-    _assert_error(r, 413)
+    assert_json_error(r, 413)
 
     def chunks():  # no Content-Length: the cap must hold while streaming
         for _ in range(40):
             yield b"0" * 65536
 
     r = client.post("/api/predict", content=chunks(), headers={"Content-Type": "image/png"})
-    _assert_error(r, 413)
+    assert_json_error(r, 413)
 
 
 # ------------------------------------------------------------------ the page
@@ -266,8 +252,8 @@ def test_page_and_static_files_are_offline(client):
         assert not re.search(r"https?://", r.text), f"{name} refers to an external URL"
         assert client.get(f"/static/{name}", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
     assert not re.search(r"(src|href)=\"(https?:)?//", html), "the page loads something from elsewhere"
-    _assert_error(client.get("/static/../server.py"), 404)
-    _assert_error(client.get("/static/secret.txt"), 404)
+    assert_json_error(client.get("/static/../server.py"), 404)
+    assert_json_error(client.get("/static/secret.txt"), 404)
 
 
 # ------------------------------------------------------------------ a real server
@@ -343,7 +329,7 @@ def test_an_unexpected_exception_is_a_json_500(samples):
             for path in ("/api/predict", "/api/predict/number", "/api/predict?include_input=true"):
                 r = c.post(path, content=png, headers={"Content-Type": "image/png"})
                 assert r.headers["content-type"] == "application/json", (path, r.text)
-                body = _assert_error(r, 500)
+                body = assert_json_error(r, 500)
                 assert body["error"] == "internal server error" and "bug" not in r.text  # no internals leak
             assert c.get("/api/health").status_code == 200  # and the server goes on
 
@@ -380,15 +366,15 @@ def test_host_header_must_name_this_server(client, model):
         assert client.get("/api/health", headers={"Host": host}).status_code == 200, host
     for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example", "localhost.evil.example:8000"):
         r = client.get("/api/health", headers={"Host": host})
-        assert "evil.example" in _assert_error(r, 400)["detail"], host
+        assert "evil.example" in assert_json_error(r, 400)["detail"], host
         r = client.post("/api/predict", content=b"x", headers={"Host": host, "Content-Type": "image/png"})
-        _assert_error(r, 400)
+        assert_json_error(r, 400)
     from fastapi.testclient import TestClient
 
     extra = create_app(model=model, allowed_hosts=["localhost", "digits.example"])
     with TestClient(extra, base_url="http://digits.example:8000") as c:
         assert c.get("/api/health").status_code == 200
-        _assert_error(c.get("/api/health", headers={"Host": "other.example"}), 400)
+        assert_json_error(c.get("/api/health", headers={"Host": "other.example"}), 400)
     with TestClient(create_app(model=model, allowed_hosts=None), base_url="http://anything.example") as c:
         assert c.get("/api/health").status_code == 200
 
