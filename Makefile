@@ -57,7 +57,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_corruptions.py --montage docs/corruptions.png --write
 	$(BIN)/python benchmarks/bench_nondigits.py --montage docs/nondigits.png --write
 	$(BIN)/python benchmarks/bench_calibration.py --figures docs --write
-	$(BIN)/python benchmarks/bench_style.py --write
+	$(BIN)/python benchmarks/bench_style.py --n 100 --seed 0 --finetune 10,20 --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build src/*.egg-info

@@ -15,8 +15,8 @@ from pathlib import Path
 from . import __version__
 from .errors import DataError
 
-# The largest file of a known digit set is ~35 MB compressed (EMNIST digits); anything far
-# bigger is not one, and capping the read keeps a misbehaving mirror from filling memory.
+# The largest file digitlab downloads is ~26 MB compressed (Fashion-MNIST's training images;
+# MNIST's is ~10 MB); anything far bigger is not one, and capping the read keeps a misbehaving mirror from filling memory.
 MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
 
