@@ -19,6 +19,14 @@ FIGURES = {"samples_per_class.png", "random_samples.png", "class_distribution.pn
 SECTIONS = ["summary", "data", "model", "training", "evaluation", "predictions", "timings", "config", "reproduce"]
 
 
+def _default_sigint() -> None:
+    """Child processes take Ctrl-C as a user's terminal gives it: a shell that starts the suite in the
+    background (`make test &`, some CI runners) leaves SIGINT ignored, and Python keeps it ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     with pytest.raises(SystemExit) as info:
         main(list(args))
@@ -201,7 +209,7 @@ def test_real_ctrl_c_keeps_a_valid_model(tmp_path, mnist):
     proc = subprocess.Popen(
         [sys.executable, "-m", "digitlab.cli", "train", "--preset", "seed", "--limit", "3000", "--epochs", "200",
          "--out", str(tmp_path), "--name", "stopped"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )
     run_dir = tmp_path / "stopped"
     deadline = time.monotonic() + 120
@@ -275,7 +283,7 @@ def test_ctrl_c_during_the_tensorflow_import_replays_nothing():
 
     proc = subprocess.Popen([sys.executable, "-c", "from digitlab import backend; backend.keras()"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "DIGITLAB_VERBOSE": "0"})
+                            env={**os.environ, "DIGITLAB_VERBOSE": "0"}, preexec_fn=_default_sigint)
     time.sleep(1.5)  # inside the import (it takes several seconds)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
