@@ -12,6 +12,7 @@ import platform
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
@@ -58,3 +59,31 @@ def write_section(key: str, heading: str, body: str, path: Path = BENCHMARKS_MD)
     atomic_write_text(path, new)
     print(f"updated {path} ({key})")
     return path
+
+
+# --- benchmarks of "a model other than the shipped one" (--model/--label/--key) -----------------
+
+
+def add_model_options(ap: Any, key: str) -> None:
+    """--model, --label and --key: run the benchmark on another model, into a section of its own."""
+    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
+    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
+    ap.add_argument("--key", default=key, help="the BENCHMARKS.md section to write")
+
+
+def model_name(args: Any) -> str:
+    """How tables name the benchmarked model."""
+    return args.label or ("shipped pretrained" if args.model is None else args.model)
+
+
+def model_arguments(args: Any, key: str) -> str:
+    """The command-line part that picks the same model and section again ("" for the shipped one)."""
+    if args.model is None:
+        return ""
+    return (f" --model {args.model}" + (f" --label '{args.label}'" if args.label else "")
+            + (f" --key {args.key}" if args.key != key else ""))
+
+
+def write_model_section(args: Any, key: str, heading: str, body: str) -> Path:
+    """`write_section` for `args.key`; another model's section names it in its heading."""
+    return write_section(args.key, heading if args.key == key else f"{heading} ({model_name(args)})", body)

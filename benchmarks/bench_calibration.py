@@ -21,16 +21,14 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, load_average, machine, write_section
+from _common import ROOT, add_model_options, load_average, machine, model_arguments, model_name, write_model_section
 
 HEADING = "## Calibrated confidence: ECE, NLL, risk-coverage"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
-    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
-    ap.add_argument("--key", default="bench_calibration", help="the BENCHMARKS.md section to write")
+    add_model_options(ap, "bench_calibration")
     ap.add_argument("--figures", type=Path, default=None, help="write the two figures into this folder (docs/)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
@@ -98,9 +96,9 @@ def main() -> None:
         plot_risk_coverage(cal_test, y_test, folder / f"calibration-risk-coverage{suffix}.png", uncertain_below=unsure)
         print(f"wrote the figures into {folder}")
 
-    who = args.label or ("shipped pretrained" if args.model is None else args.model)
+    who = model_name(args)
     cmd = "python benchmarks/bench_calibration.py" + \
-        (f" --model {args.model} --label '{args.label}' --key {args.key}" if args.model else "") + \
+        model_arguments(args, "bench_calibration") + \
         (f" --figures {args.figures}" if args.figures else "") + " --write"
     how = (f"T = {temperature:.4f} fitted here on the validation split (not saved: the model as shipped has no "
            "calibration)" if fitted_here else f"T = {temperature:.4f} from the model (fitted on its validation split "
@@ -133,7 +131,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(args.key, HEADING if args.key == "bench_calibration" else f"{HEADING} ({who})", table)
+        write_model_section(args, "bench_calibration", HEADING, table)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, load_average, machine, write_section
+from _common import ROOT, add_model_options, load_average, machine, model_arguments, model_name, write_model_section
 from scipy import ndimage as ndi
 
 HEADING = "## Robustness: MNIST-C corruptions through `Predictor`"
@@ -362,9 +362,7 @@ def main() -> None:
     ap.add_argument("--example", type=int, default=0, help="test image shown in the montage")
     ap.add_argument("--montage", type=Path, default=None, help="save the example figure here (docs/corruptions.png)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
-    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
-    ap.add_argument("--key", default="bench_corruptions", help="the BENCHMARKS.md section to write")
+    add_model_options(ap, "bench_corruptions")
     args = ap.parse_args()
 
     from PIL import Image
@@ -410,9 +408,9 @@ def main() -> None:
     below = [r[0] for r in body if r[1] < 0.85]
     cmd = "python benchmarks/bench_corruptions.py" + (f" --limit {args.limit}" if args.limit != 10000 else "") + \
         (f" --seed {args.seed}" if args.seed else "") + \
-        (f" --model {args.model} --label '{args.label}' --key {args.key}" if args.model else "") + \
+        model_arguments(args, "bench_corruptions") + \
         (" --montage docs/corruptions.png" if args.montage else "") + " --write"
-    who = args.label or ("shipped pretrained" if args.model is None else args.model)
+    who = model_name(args)
     lines = [
         f"Command: `{cmd}` · machine: {machine()}; load average {load_average()} at the end; "
         f"{elapsed:.0f} s in all · model: {who} (`{predictor.info.get('preset')}`, {predictor.info.get('model_id')}), "
@@ -446,7 +444,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(args.key, HEADING if args.key == "bench_corruptions" else f"{HEADING} ({who})", table)
+        write_model_section(args, "bench_corruptions", HEADING, table)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, load_average, machine, write_section
+from _common import ROOT, add_model_options, load_average, machine, model_arguments, model_name, write_model_section
 
 HEADING = "## Not a digit: held-out non-digit images vs MNIST test digits"
 
@@ -114,9 +114,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--montage", type=Path, default=None, help="save a sample figure here (docs/nondigits.png)")
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
-    ap.add_argument("--model", default=None, help="a model other than the shipped one (a run or model directory)")
-    ap.add_argument("--label", default=None, help="how the table names that model (e.g. 'best candidate')")
-    ap.add_argument("--key", default="bench_nondigits", help="the BENCHMARKS.md section to write")
+    add_model_options(ap, "bench_nondigits")
     args = ap.parse_args()
 
     from PIL import Image
@@ -159,9 +157,9 @@ def main() -> None:
     cmd = "python benchmarks/bench_nondigits.py" + (f" --n {args.n}" if args.n != 3000 else "") + \
         (f" --digits {args.digits}" if args.digits != 10000 else "") + \
         (f" --seed {args.seed}" if args.seed else "") + \
-        (f" --model {args.model} --label '{args.label}' --key {args.key}" if args.model else "") + \
+        model_arguments(args, "bench_nondigits") + \
         (" --montage docs/nondigits.png" if args.montage else "") + " --write"
-    who = args.label or ("shipped pretrained" if args.model is None else args.model)
+    who = model_name(args)
     decision = (f"not a digit above {predictor.not_digit_above:.3f} (normalised entropy)"
                 if predictor.not_digit_above is not None else "no `not_digit` decision (the model has no threshold)")
     temperature = predictor.info.get("temperature")
@@ -203,7 +201,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     if args.write:
-        write_section(args.key, HEADING if args.key == "bench_nondigits" else f"{HEADING} ({who})", table)
+        write_model_section(args, "bench_nondigits", HEADING, table)
 
 
 if __name__ == "__main__":
