@@ -22,13 +22,14 @@ $(BIN)/python:
 # Stamps record that the install matches the current pyproject.toml. tensorflow-cpu (what
 # digitlab 0.1 installed) and tensorflow share one package folder: when the old one is there,
 # remove both, so that tensorflow is installed whole.
+DROP_TF_CPU := if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
+	@$(DROP_TF_CPU)
 	$(PIP) install -q -e .
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	@if $(PIP) show -q tensorflow-cpu >/dev/null 2>&1; then $(PIP) uninstall -y -q tensorflow-cpu tensorflow; fi
+	@$(DROP_TF_CPU)
 	$(PIP) install -q -e '.[test]'
 	@touch $@ $(VENV)/.installed
 
