@@ -154,7 +154,7 @@ def test_help_of_every_command(capsys, monkeypatch, command):
 def test_training_options_are_one_set_shared_by_run_and_train(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     helps = {c: run_cli(capsys, c, "--help")[1] for c in ("run", "train")}
-    from digitlab.cli import TRAINING_OPTIONS
+    from digitlab.cli_options import TRAINING_OPTIONS
 
     for _, _, _, _, flags, _, _ in TRAINING_OPTIONS:
         for text in helps.values():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab import styles
+from digitlab import finetune, styles
 from digitlab.config import make_config, parse_overrides
 from digitlab.datasets import DIGITS
 from digitlab.errors import ConfigError, DataError, ModelError
@@ -84,6 +84,41 @@ def test_the_data_is_conformed_to_the_models_classes(base, tmp_path):
         load_data(make_config(init=str(base), data=str(tmp_path / "other")))
 
 
+def _two_class_model(weights: np.ndarray):
+    from digitlab import backend
+
+    keras = backend.keras()
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(inputs))
+    model.set_weights([weights.astype(np.float32), np.zeros(2, np.float32)])
+    return model
+
+
+def test_the_forgetting_budget_blends_back_just_enough():
+    # The start reads argmax(x) perfectly; the "fine-tuned" weights read it backwards. A blend
+    # (1 - a) * I + a * swap is right while a < 0.5, so the largest share within a zero budget is 0.4.
+    x = np.random.default_rng(0).normal(size=(400, 2)).astype(np.float32)
+    y = x.argmax(axis=1)
+    identity, swap = 10 * np.eye(2), 10 * np.eye(2)[::-1]
+    model = _two_class_model(identity)
+    start = {"weights": model.get_weights(), "val_accuracy": 1.0}
+    model.set_weights([swap.astype(np.float32), np.zeros(2, np.float32)])
+    record = finetune.keep_within_budget(model, start, make_config(forgetting_budget=0.0), x, y)
+    assert record["blend"] == 0.4 and record["val_tuned"] == 0.0 and record["val_after"] == 1.0
+    np.testing.assert_allclose(model.get_weights()[0], 0.6 * identity + 0.4 * swap, rtol=1e-6)
+    assert "40% fine-tuned, 60% the starting model's" in finetune.budget_line(record)
+    # A budget of 1 keeps whatever fine-tuning did.
+    model.set_weights([swap.astype(np.float32), np.zeros(2, np.float32)])
+    record = finetune.keep_within_budget(model, start, make_config(forgetting_budget=1.0), x, y)
+    assert record["blend"] == 1 and "within the forgetting budget" in finetune.budget_line(record)
+    np.testing.assert_array_equal(model.get_weights()[0], swap)
+    # Integer state (counters, random generators) is never averaged.
+    counter = np.array([7, 9], np.int64)
+    assert finetune._blend(np.array([1, 1], np.int64), counter, 0.5) is counter
+    with pytest.raises(ConfigError, match="forgetting budget"):
+        make_config(forgetting_budget=1.5)
+
+
 @pytest.mark.slow
 def test_finetuning_learns_the_style_keeps_mnist_and_is_calibrated_again(base, held_out, tmp_path):
     from digitlab import train
@@ -102,7 +137,11 @@ def test_finetuning_learns_the_style_keeps_mnist_and_is_calibrated_again(base, h
     assert mnist["n"] == 10_000 and mnist["after"] >= mnist["before"] - 0.01, mnist  # no forgetting
     own = ft["test_sets"]["data"]
     assert own["n"] == 20 and own["after"] >= own["before"]
-    assert ft["n_user_train"] == 80 and ft["replay"] == 0.75 and ft["replay_per_batch"] == 24
+    assert ft["n_user_train"] == 80 and ft["replay"] == 0.9 and ft["replay_per_batch"] == 29
+    # The forgetting budget was checked on MNIST's validation split, and the saved model keeps it.
+    budget = ft["mnist_validation"]
+    assert budget["budget"] == 0.0005 and budget["blend"] in finetune.BLEND_STEPS
+    assert budget["val_after"] >= budget["val_before"] - budget["budget"] - 1e-9, budget
     assert result.metrics["device"].startswith(("CPU", "GPU"))
     # The base model was calibrated: its temperature was taken out, the logits fine-tuned, and a new
     # temperature fitted; the saved model holds exactly one TemperatureLayer, with the config's T.
@@ -120,15 +159,15 @@ def test_cli_finetune_summary_report_and_predict(base, tmp_path, capsys):
     code, out, err = run_cli(capsys, "train", "--data", str(folder), "--init", str(base), "--epochs", "1",
                              "--set", "min_steps=5", "--out", str(tmp_path / "runs"), "--name", "ft")
     assert code == 0, err
-    assert "replay: 75% of each batch from MNIST" in out
-    assert "fine-tuned: MNIST test" in out and "fine-tuned: its data's test split" in out
+    assert "replay: 90% of each batch from MNIST" in out and "forgetting budget (0.05 points)" in out
+    assert "fine-tuned: MNIST test set" in out and "fine-tuned: the run's own test split" in out
     assert "trained on      CPU" in out or "trained on      GPU" in out
     run = tmp_path / "runs" / "ft"
     code, out, err = run_cli(capsys, "evaluate", str(run))
     assert code == 0, err
     html = (run / "report.html").read_text(encoding="utf-8")
     assert "Fine-tuning: accuracy before and after" in html and "MNIST test set" in html
-    assert f"Started from {base}" in html and "Trained on" in html
+    assert f"Started from {base}" in html and "Trained on" in html and "forgetting budget" in html
     png = tmp_path / "seven.png"
     next(iter(styles.images(1, pool="test", seed=9, digits=(7,))))[1].save(png)
     code, out, err = run_cli(capsys, "predict", str(png), "--model", str(run), "--json")

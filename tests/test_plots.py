@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab import plots, report
+from digitlab import plots, plotting, report
 
 N = 200
 
@@ -52,10 +52,11 @@ def drawn(monkeypatch):
     def keep(fig, path):
         figures.append(fig)
         out = Path(path)
-        fig.savefig(out, format="png", dpi=plots.DPI)
+        fig.savefig(out, format="png", dpi=plotting.DPI)
         return out
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save", keep)
+    monkeypatch.setattr(plotting, "save", keep)  # (message figures are saved there)
     return figures
 
 
@@ -160,7 +161,7 @@ def test_test_predictions(tmp_path, data, drawn):
     preds = data["probs"].argmax(axis=1)
     assert titles(fig) == [f"pred {preds[i]} (true {data['y'][i]})" for i in range(10)]
     colours = [ax.title.get_color() for ax in fig.axes[:10]]
-    assert colours == [plots.CORRECT_COLOR if preds[i] == data["y"][i] else plots.WRONG_COLOR for i in range(10)]
+    assert colours == [plotting.CORRECT_COLOR if preds[i] == data["y"][i] else plotting.WRONG_COLOR for i in range(10)]
     wrong = int((preds[:10] != data["y"][:10]).sum())
     assert fig._suptitle.get_text() == f"First 10 test images: {10 - wrong} correct, {wrong} wrong"
 

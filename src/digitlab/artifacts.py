@@ -5,19 +5,22 @@ the run's `config.json`), or an exported artifact (`model.onnx`,
 `model.tflite`, `savedmodel/`, an inference `.keras`) with a metadata sidecar
 `<file>.json` written by `digitlab export`, which carries the artifact's own
 config, size and sha256 (ONNX files also carry the metadata inside). This
-module is the one reader of all of that; it imports neither TensorFlow nor
-ONNX Runtime at import time.
+module is the one reader of all of that, and the one place that finds a
+model from what a user names (`resolve_model`: a path, "latest", a run name,
+or the shipped model); it imports neither TensorFlow nor ONNX Runtime at
+import time.
 """
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModelError
-from .layout import CONFIG_FILE, metadata_path
+from .layout import CONFIG_FILE, MODEL_FILE, metadata_path
 from .runs import sha256_file
 
 META_PREFIX = "digitlab."  # keys of ONNX metadata_props written by digitlab
@@ -128,3 +131,41 @@ def exported_from(artifact: Path, keras_file: Path) -> bool:
     except (ModelError, KeyError, TypeError):
         return True
     return sha256_file(keras_file) == expected
+
+
+def pretrained_dir() -> Path:
+    """Where the shipped pretrained model lives (inside the installed package)."""
+    return Path(str(importlib.resources.files("digitlab") / "pretrained"))
+
+
+def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
+    """The model to use: a path (run dir, model dir or model file), "latest"
+    (the latest run under `out`: $DIGITLAB_RUNS, else ./runs), a run name
+    under `out`, or None for the shipped pretrained model."""
+    from .layout import LATEST, default_runs_dir
+    from .runs import resolve_run
+
+    out = out if out is not None else default_runs_dir()
+
+    if model is None:
+        path = pretrained_dir()
+        if not (path / MODEL_FILE).is_file() and not any(path.glob("model.*")):
+            raise ModelError(f"the shipped pretrained model is missing ({path}); "
+                             "give one with --model PATH or --model latest")
+        return path
+    if str(model) == LATEST:
+        return resolve_run(None, out)
+    path = Path(model)
+    if path.exists():
+        return path.resolve()
+    if os.sep not in str(model) and (Path(out) / str(model)).is_dir():
+        return resolve_run(str(model), out)
+    raise ModelError(f"model {str(model)!r} not found (expected a run directory, a model directory or a model file)")
+
+
+def model_id(path: Path) -> str | None:
+    """A model file's id: the first 12 hex digits of its sha256 (None if it cannot be read)."""
+    try:
+        return sha256_file(path)[:12]
+    except OSError:
+        return None

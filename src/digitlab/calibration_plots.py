@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import calibration as cal
-from .plots import CORRECT_COLOR, NEUTRAL_COLOR, WRONG_COLOR, FigureInfo, _new_figure, _save
+from .plotting import CORRECT_COLOR, NEUTRAL_COLOR, WRONG_COLOR, FigureInfo, new_figure, save
 
 CALIBRATION_FIGURES: tuple[FigureInfo, ...] = (
     FigureInfo("reliability.png", "Reliability diagram",
@@ -36,7 +36,7 @@ def plot_reliability(probs: Any, labels: Any, path: str | os.PathLike) -> Path:
     acc = np.nan_to_num(np.asarray(r["accuracy"]))
     conf = np.asarray(r["confidence"])
     mids, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
-    fig = _new_figure(6.0, 6.2)
+    fig = new_figure(6.0, 6.2)
     top, bottom = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     filled = count > 0
     conf = np.nan_to_num(conf)
@@ -54,7 +54,7 @@ def plot_reliability(probs: Any, labels: Any, path: str | os.PathLike) -> Path:
     bottom.set_xlim(0, 1)
     bottom.set_xlabel("confidence (probability of the answer)")
     bottom.set_ylabel("answers")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_risk_coverage(probs: Any, labels: Any, path: str | os.PathLike, *, uncertain_below: float | None = None
@@ -62,7 +62,7 @@ def plot_risk_coverage(probs: Any, labels: Any, path: str | os.PathLike, *, unce
     """Error of the most confident answers against their share, with 95/98/99% and the threshold marked."""
     coverage, accuracy, confidence = cal.risk_coverage(probs, labels)
     risk = (1.0 - accuracy) * 100
-    fig = _new_figure(6.5, 4.0)
+    fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot()
     ax.plot(coverage * 100, risk, color=WRONG_COLOR, linewidth=1.5, label="error of the answers kept")
     lines = []
@@ -84,7 +84,7 @@ def plot_risk_coverage(probs: Any, labels: Any, path: str | os.PathLike, *, unce
     ax.set_title(f"AURC {cal.area_under_risk_coverage(probs, labels) * 100:.3f}%", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def calibration_figures(probs: Any, labels: Any, out_dir: str | os.PathLike, *,

@@ -1,7 +1,7 @@
 """Command line: a thin layer over the Python API (pipeline, predict, export, server).
 
 Like ultralytics' modes, each command is a few lines over one API call. The
-training options are defined once (`TRAINING_OPTIONS`) and shared by `run`
+training options are defined once (`cli_options.TRAINING_OPTIONS`) and shared by `run`
 and `train`, and `--set key=value` reaches every Config field, validated by
 Config itself. Heavy imports happen inside commands, so `digitlab --help`
 answers at once. Every user-fixable problem, usage errors included, is one
@@ -10,24 +10,22 @@ line `error: ...` on stderr and exit 2; Ctrl-C is exit 130.
 
 from __future__ import annotations
 
-import inspect
 import os
 import shlex
 import sys
-from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
 
 from . import __version__
+from .cli_options import DATA_DIR_HELP, DATA_HELP, RUNS_HELP, fill_metavars, training_config, with_training_options
+from .cli_output import print_class_counts, print_run_summary, say, usage_error_line
 from .errors import DigitlabError
 from .layout import default_runs_dir
 from .server import settings as serving  # light (no FastAPI): the serve defaults live there
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
-# Default of `run` and `train`: `fast` beats the tutorial's `seed` on accuracy AND time (BENCHMARKS.md).
-DEFAULT_PRESET = "fast"
 
 app = typer.Typer(
     name="digitlab",
@@ -37,84 +35,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-
-
-def _say(msg: str) -> None:
-    typer.echo(msg)
-
-
-def _presets_help() -> str:
-    from .presets import describe_presets
-
-    return (f"Model preset (default: {DEFAULT_PRESET}; with --init, the model's). "
-            + "; ".join(describe_presets().splitlines()))
-
-
-RUNS_HELP = "Directory that holds run directories. (default: $DIGITLAB_RUNS, else ./runs)"
-DATA_DIR_HELP = "Directory with the four MNIST IDX files (raw or .gz) or an mnist.npz. (default: the packaged copy)"
-DATA_HELP = ("What to train on: a folder of images with one sub-folder per class (DIR/CLASS/*.png, or "
-             "DIR/train/ and DIR/test/), IDX or .npz files, or a known set: fashion-mnist, kmnist, "
-             "emnist-digits (NAME or NAME:PATH). (default: MNIST)")
-INIT_HELP = ("Fine-tune a trained model instead of starting from random weights: 'pretrained' (the shipped "
-             "model), a run (name, directory or 'latest') or a .keras file. Its architecture, classes and "
-             "preprocessing are kept; few epochs at a low learning rate (override with --epochs, --lr); a digit "
-             "model gets MNIST mixed into every batch (--set replay=0.75).")
-
-# The training options of `run` and `train`, defined once: (parameter, Config field, type,
-# default, option names, metavar, help). None (or False for flags) means "not given", so the
-# preset's default stays in force.
-TRAINING_OPTIONS: tuple[tuple[str, str | None, Any, Any, tuple[str, ...], str, str], ...] = (
-    ("preset", None, Optional[str], None, ("--preset", "-p"), "NAME", _presets_help),
-    ("epochs", "epochs", Optional[int], None, ("--epochs", "-e"), "N",
-     "Training epochs. (default: the preset's, 10 for seed)"),
-    ("batch_size", "batch_size", Optional[int], None, ("--batch-size", "-b"), "N",
-     "Batch size. (default: the preset's, 128 for seed)"),
-    ("lr", "learning_rate", Optional[float], None, ("--lr",), "X",
-     "Peak learning rate. (default: the preset's, 1e-3 for seed)"),
-    ("seed", "seed", Optional[int], None, ("--seed",), "N", "Random seed for split, init and shuffling. (default: 42)"),
-    ("limit", "limit", Optional[int], None, ("--limit",), "N",
-     "Use only the first N training images (quick looks). (default: all)"),
-    ("members", "members", Optional[int], None, ("--members",), "N",
-     "Train N models (seeds seed..seed+N-1) and save their soft vote as one model. (default: the preset's)"),
-    ("val_fraction", "val_fraction", Optional[float], None, ("--val-fraction",), "X",
-     "Validation share of the training images. (default: 0.2)"),
-    ("stratify", "stratify", bool, False, ("--stratify",), "", "Stratify the train/validation split by class."),
-    ("data", "data", Optional[str], None, ("--data", "-d"), "SPEC", DATA_HELP),
-    ("init", "init", Optional[str], None, ("--init",), "MODEL", INIT_HELP),
-    ("data_dir", "data_dir", Optional[str], None, ("--data-dir",), "DIR", DATA_DIR_HELP),
-    ("download", "download", bool, False, ("--download",), "",
-     "Use MNIST downloaded from the public mirrors into the user cache."),
-    ("out", "out", Optional[str], None, ("--out", "-o"), "DIR", RUNS_HELP),
-    ("name", "name", Optional[str], None, ("--name",), "NAME", "Run name. (default: <preset>-<timestamp>)"),
-    ("set", None, Optional[list[str]], None, ("--set", "-s"), "KEY=VALUE",
-     "Set any Config field, e.g. --set schedule=cosine --set rotation=10 (repeatable; see config.py)."),
-)
-
-
-def _with_training_options(func: Callable[..., None]) -> Callable[..., None]:
-    """Give `func(ctx, **options)` the shared training options as its Typer signature."""
-    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context)]
-    for name, _, tp, default, flags, metavar, help_text in TRAINING_OPTIONS:
-        help_text = help_text() if callable(help_text) else help_text
-        option = typer.Option(*flags, help=help_text, metavar=metavar, show_default=False)
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=Annotated[tp, option]))
-    func.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
-    func.__annotations__ = {p.name: p.annotation for p in params}
-    return func
-
-
-def training_config(options: dict[str, Any]) -> Any:
-    """The Config of `run`/`train` options: preset defaults, then the given options, then --set."""
-    from .config import make_config, parse_overrides
-
-    given = {field: options[name] for name, field, _, default, *_ in TRAINING_OPTIONS
-             if field is not None and options.get(name) not in (None, default)}
-    given.update(parse_overrides(options.get("set") or ()))
-    preset = options.get("preset")
-    if given.get("init") is None and preset is None:
-        preset = DEFAULT_PRESET
-    return make_config(preset, **given)
 
 
 def _command_line(ctx: typer.Context) -> str:
@@ -141,61 +61,25 @@ def _main(
         os.environ[VERBOSE_ENV] = "1"
 
 
-def _print_run_summary(result: Any, *, what: str) -> None:
-    m = result.metrics
-    if result.interrupted:
-        if result.stopped_in == "evaluation":
-            _say(f"Interrupted during evaluation; the trained model is saved in {result.run_dir} "
-                 f"and set as the latest run (metrics.json says evaluation: interrupted).")
-            _say(f"Finish it with: digitlab evaluate {result.run_dir}")
-        elif m.get("epochs_completed"):
-            _say(f"Interrupted after {m['epochs_completed']}/{m['epochs_planned']} epochs; "
-                 f"model saved in {result.run_dir} (marked interrupted in metrics.json).")
-            _say(f"Evaluate it with: digitlab evaluate {result.run_dir}")
-        else:
-            _say("Interrupted before the first epoch finished; nothing was saved.")
-        return
-    _say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
-         + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
-    _say(f"  test accuracy   {m['test_accuracy'] * 100:.2f}%  (model.evaluate)")
-    _say(f"  accuracy_score  {m['accuracy_score'] * 100:.2f}%  (sklearn, on argmax predictions)")
-    _say(f"  test loss       {m['test_loss']:.4f}")
-    if m.get("device"):
-        _say(f"  trained on      {m['device']}")
-    finetune = m.get("finetune")
-    if isinstance(finetune, dict):
-        names = {"data": "its data's test split", "mnist": "MNIST test"}
-        for name, entry in (finetune.get("test_sets") or {}).items():
-            _say(f"  fine-tuned: {names.get(name, name):<22} {_pct(entry.get('before'))} -> {_pct(entry.get('after'))}"
-                 f"  ({entry.get('n', 0):,} images)")
-    _say(f"  run directory   {result.run_dir}")
-    if result.report is not None:
-        _say(f"  report          {result.report}")
-
-
-def _pct(value: Any) -> str:
-    return "-" if value is None else f"{value * 100:.2f}%"
-
-
 def _training_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
     from .pipeline import run as run_pipeline
 
     config = training_config(options)
-    result = run_pipeline(config, command=_command_line(ctx), full_report=full_report, log=_say)
-    _print_run_summary(result, what="Run" if full_report else "Training")
+    result = run_pipeline(config, command=_command_line(ctx), full_report=full_report, log=say)
+    print_run_summary(result, what="Run" if full_report else "Training")
     if result.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     if not full_report:
-        _say(f"Figures and report: digitlab evaluate {result.run_dir}")
+        say(f"Figures and report: digitlab evaluate {result.run_dir}")
 
 
-@_with_training_options
+@with_training_options
 def _run(ctx: typer.Context, **options: Any) -> None:
     """The main job: explore the data, train, evaluate, draw every figure, write the report."""
     _training_job(ctx, options, full_report=True)
 
 
-@_with_training_options
+@with_training_options
 def _train(ctx: typer.Context, **options: Any) -> None:
     """Train a model and save it with its config, history and test metrics (no figures/report)."""
     _training_job(ctx, options, full_report=False)
@@ -222,7 +106,7 @@ def evaluate(ctx: typer.Context, run: RunArg = None, out: RunsOpt = None, data: 
     from .pipeline import evaluate_run
 
     result = evaluate_run(run, out=out, data=data, data_dir=data_dir, command=_command_line(ctx))
-    _print_run_summary(result, what="Evaluation")
+    print_run_summary(result, what="Evaluation")
 
 
 @app.command()
@@ -237,23 +121,10 @@ def explore(
     from .pipeline import explore as explore_data
 
     counts, figures, source = explore_data(out, data=data, data_dir=data_dir, download=download, seed=seed)
-    _say(f"{sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
-    _print_class_counts(counts["classes"], counts["train"], counts["test"])
+    say(f"{sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
+    print_class_counts(counts["classes"], counts["train"], counts["test"])
     for path in figures.values():
-        _say(f"wrote {path}")
-
-
-def _print_class_counts(classes: list[str], train: list[int], test: list[int]) -> None:
-    """Images per class and split: one column per class (digits), or one line per class (others)."""
-    if all(len(c) <= 6 for c in classes) and len(classes) <= 12:
-        _say("class      " + " ".join(f"{c:>6}" for c in classes))
-        for split, counts in (("train", train), ("test", test)):
-            _say(f"{split:<10} " + " ".join(f"{n:>6d}" for n in counts))
-        return
-    width = min(24, max(len(c) for c in classes))
-    _say(f"{'class':<{width}}  {'train':>7}  {'test':>7}")
-    for name, a, b in zip(classes, train, test):
-        _say(f"{name:<{width}}  {a:>7,}  {b:>7,}")
+        say(f"wrote {path}")
 
 
 @app.command()
@@ -270,11 +141,11 @@ def show(
 
     shown = show_test_image(run, out=out, index=index, seed=seed, save=save)
     names = shown.classes or tuple(str(d) for d in range(10))
-    _say(f"test image #{shown.index}: true label {names[shown.true]}, predicted {names[shown.predicted]} with "
+    say(f"test image #{shown.index}: true label {names[shown.true]}, predicted {names[shown.predicted]} with "
          f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
-    _say("top-3: " + ", ".join(f"{names[c]} ({p * 100:.1f}%)" for c, p in shown.top3))
+    say("top-3: " + ", ".join(f"{names[c]} ({p * 100:.1f}%)" for c, p in shown.top3))
     if shown.figure is not None:
-        _say(f"wrote {shown.figure}")
+        say(f"wrote {shown.figure}")
 
 
 @app.command()
@@ -282,7 +153,7 @@ def presets() -> None:
     """List the model presets."""
     from .presets import describe_presets
 
-    _say(describe_presets())
+    say(describe_presets())
 
 
 @app.command()
@@ -293,16 +164,16 @@ def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOp
     from .rundata import spec_of
 
     d = load_dataset(spec_of(data, data_dir), download=download)
-    _say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
+    say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
          + (f"; files in {d.location}" if d.location else ""))
-    _say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")
-    _print_class_counts(list(d.classes), d.class_counts("train"), d.class_counts("test"))
+    say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")
+    print_class_counts(list(d.classes), d.class_counts("train"), d.class_counts("test"))
     for note in d.notes:
-        _say(f"note: {note}")
+        say(f"note: {note}")
     for skipped in d.skipped[:20]:
-        _say(f"skipped {skipped.path}: {skipped.reason}")
+        say(f"skipped {skipped.path}: {skipped.reason}")
     if len(d.skipped) > 20:
-        _say(f"... and {len(d.skipped) - 20} more skipped")
+        say(f"... and {len(d.skipped) - 20} more skipped")
 
 
 @app.command()
@@ -372,12 +243,12 @@ def export(
     meta = read_metadata(path)
     size = meta.get("file", {}).get("bytes")
     check = meta.get("export_check") or {}
-    _say(f"wrote {path}" + (f" ({size / 1e6:.2f} MB)" if size else "")
+    say(f"wrote {path}" + (f" ({size / 1e6:.2f} MB)" if size else "")
          + f": {format}" + ("" if quantize == "none" else f", {quantize}"))
     if check:
-        _say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
+        say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
              f"same top class {check['argmax_agreement'] * 100:.1f}%")
-    _say(f"  metadata (with the model's config) in {path.name}.json")
+    say(f"  metadata (with the model's config) in {path.name}.json")
 
 
 @app.command()
@@ -424,47 +295,13 @@ def serve(
                limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
                timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (),
                corrections=corrections, corrections_max=corrections_max,
-               corrections_max_bytes=int(corrections_max_mb * 2**20), say=_say)
-
-def _fill_metavars(command: Any) -> None:
-    """Typer >= 0.22 shows a parameter's Python type (`<bool>`, `<str>`) where no metavar is
-    set, so a flag looks as if it took a value. Flags get none; other values a plain word."""
-    for param in getattr(command, "params", ()):
-        if getattr(param, "param_type_name", "") == "argument":
-            # An argument's name column already shows its metavar; its type column is noise.
-            param.display_type_rich = lambda ctx: None
-        if param.metavar is None:
-            if getattr(param, "is_flag", False) or getattr(param, "count", False):
-                param.metavar = ""
-            else:
-                kind = param.bare_type() if hasattr(param, "bare_type") else getattr(param.type, "name", "")
-                param.metavar = {"int": "N", "integer": "N", "float": "X"}.get(str(kind).lower(), "TEXT")
-    help_option = command.get_help_option  # made on first use, per command
-
-    def get_help_option(ctx: Any) -> Any:
-        option = help_option(ctx)
-        if option is not None and option.metavar is None:
-            option.metavar = ""
-        return option
-
-    command.get_help_option = get_help_option
-    for sub in getattr(command, "commands", {}).values():
-        _fill_metavars(sub)
-
+               corrections_max_bytes=int(corrections_max_mb * 2**20), say=say)
 
 def build_command() -> Any:
     """The click command behind the app, with its help texts finished (see `_fill_metavars`)."""
     command = typer.main.get_command(app)
-    _fill_metavars(command)
+    fill_metavars(command)
     return command
-
-
-def _usage_error_line(exc: Any) -> str:
-    """A usage error (bad option value, unknown command) as one line, with where to look."""
-    message = " ".join(exc.format_message().split())
-    ctx = getattr(exc, "ctx", None)
-    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-    return f"error: {message}{where}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -489,7 +326,7 @@ def main(argv: list[str] | None = None) -> None:
         # Usage errors. Typer >= 0.22 vendors click, older versions use the click package:
         # duck-type both (a UsageError has format_message and an int exit_code).
         if hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int):
-            typer.echo(_usage_error_line(exc), err=True)
+            typer.echo(usage_error_line(exc), err=True)
             sys.exit(EXIT_USER_ERROR)
         raise
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -10,16 +10,22 @@ a folder with only 4/ and 7/ trains outputs 4 and 7; a class MODEL does not
 have is an error (`datasets.conform`).
 
 Replay (rehearsal): a digit model fine-tuned on other data gets MNIST's
-training images mixed into every batch, `Config.replay` of it (three
-quarters by default). A few hundred steps on a few dozen images would otherwise pull the
+training images mixed into every batch, `Config.replay` of it (nine tenths
+by default). A few hundred steps on a few dozen images would otherwise pull the
 whole network towards them and away from everything else it could read
 (catastrophic forgetting; McCloskey & Cohen 1989, Robins 1995 for
 rehearsal). With replay, every user image goes to training, and validation
 (the best epoch, and the calibration step every run gets) uses MNIST's
 validation split: a handful of the user's images can neither choose an epoch
-nor fit a temperature. The user's own test split and MNIST's test set are
-both scored before and after (`compare`), so forgetting is measured, not
-assumed.
+nor fit a temperature.
+
+The forgetting budget (`Config.forgetting_budget`): replay slows forgetting
+but does not bound it, and a user's writing can contradict MNIST (one
+writer's 1 is another's 7). After training, `keep_within_budget` measures
+MNIST validation accuracy; if the run lost more than the budget, the weights
+are blended back towards the starting model's (`BLEND_STEPS`) until it is
+within. The user's own test split and MNIST's test set are both scored
+before and after (`compare`), so forgetting is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -47,14 +53,14 @@ PRETRAINED = "pretrained"  # --init pretrained: the model shipped with digitlab
 # classes, preprocessing, augmentation and other recipe fields) is MODEL's, then FINETUNE_DEFAULTS.
 _OWN_FIELDS = frozenset({"data", "data_dir", "download", "limit", "val_fraction", "stratify", "seed", "out", "name",
                          "version", "schema_version", "temperature", "uncertain_below", "not_digit_above", "init",
-                         "replay", "freeze_batch_norm", "min_steps"})
+                         "replay", "freeze_batch_norm", "forgetting_budget", "min_steps"})
 # What must agree between a fine-tuning config and the model it loads.
 _MODEL_FIELDS = ("preset", "members", "classes", "image_size", "scale", "polarity")
 
 
 def resolve_init(init: str, out: str | os.PathLike | None = None) -> Path:
     """The .keras file `--init` names: "pretrained", a run (name, directory, "latest") or a file."""
-    from .predict import pretrained_dir, resolve_model
+    from .artifacts import pretrained_dir, resolve_model
 
     try:
         path = pretrained_dir() if init == PRETRAINED else resolve_model(init, out)
@@ -147,6 +153,77 @@ def mnist_reference(classes: tuple[str, ...] | None = None) -> Any:
                    verified=mnist.verified)
 
 
+# Blend shares tried, largest first, in tenths: a 12,000-image validation estimate cannot tell finer
+# steps apart, and at most 11 evaluations (about 2 s each for `strong` on 2 cores) bound the cost.
+BLEND_STEPS = tuple(round(1 - i / 10, 1) for i in range(11))
+# Names of the scored test sets, for the CLI summary and the report.
+TEST_SET_NAMES = {"data": "the run's own test split", "mnist": "MNIST test set"}
+
+
+def start_point(model: keras.Model, splits: Any) -> dict[str, Any] | None:
+    """What `keep_within_budget` compares with: the starting model's weights and MNIST validation
+    accuracy, taken before training changes them (None without replay: no MNIST validation split)."""
+    if splits.x_replay is None:
+        return None
+    return {"weights": model.get_weights(), "val_accuracy": _accuracy(model, splits.x_val, splits.y_val)}
+
+
+def keep_within_budget(model: keras.Model, start: dict[str, Any], config: Config, x_val: np.ndarray,
+                       y_val: np.ndarray) -> dict[str, Any]:
+    """Blend `model`'s weights (in place) with the starting model's, w = (1 - a) * start + a * tuned,
+    with the largest a of BLEND_STEPS whose MNIST validation accuracy is within
+    `config.forgetting_budget` of the start's. Returns the record for metrics.json."""
+    tuned = model.get_weights()
+    if [w.shape for w in tuned] != [w.shape for w in start["weights"]]:
+        raise ModelError("the fine-tuned network's weights do not match the starting model's")
+    floor = start["val_accuracy"] - config.forgetting_budget
+    record = {"budget": config.forgetting_budget, "val_before": start["val_accuracy"]}
+    for share in BLEND_STEPS:
+        if share < 1:
+            model.set_weights([_blend(w0, w1, share) for w0, w1 in zip(start["weights"], tuned, strict=True)])
+        accuracy = _accuracy(model, x_val, y_val)
+        record.setdefault("val_tuned", accuracy)
+        # (A share of 0 is the starting model itself, within budget by definition.)
+        if accuracy >= floor - 1e-9 or share == 0:
+            return {**record, "val_after": accuracy, "blend": share}
+    raise AssertionError("unreachable: BLEND_STEPS ends with 0")  # pragma: no cover
+
+
+def budget_line(record: dict[str, Any]) -> str:
+    """One sentence on what the forgetting budget did (`keep_within_budget`'s record), for the log,
+    the CLI summary and the report."""
+    def pct(value: Any) -> str:
+        return f"{value:.2%}" if isinstance(value, (int, float)) else "?"
+
+    budget = record.get("budget")
+    points = f"{budget * 100:.2f} points" if isinstance(budget, (int, float)) else "?"
+    share = record.get("blend")
+    head = f"MNIST validation {pct(record.get('val_before'))} before, {pct(record.get('val_tuned'))} fine-tuned"
+    if share == 1:
+        return f"{head}: within the forgetting budget ({points}), the fine-tuned weights are kept"
+    if share == 0:
+        return (f"{head}: even a tenth of the change costs more than the forgetting budget ({points}), so the "
+                f"model stays the starting one; this data contradicts MNIST (--set forgetting_budget=1 "
+                f"keeps the change whatever it costs)")
+    if not isinstance(share, (int, float)):
+        return f"{head}; forgetting budget {points}"
+    return (f"{head}: more than the forgetting budget ({points}) allows, so the weights are {share:.0%} "
+            f"fine-tuned, {1 - share:.0%} the starting model's ({pct(record.get('val_after'))})")
+
+
+def _blend(start: np.ndarray, tuned: np.ndarray, share: float) -> np.ndarray:
+    # Only real-valued weights mix; counters and random-generator states (integers) stay as trained.
+    if not np.issubdtype(tuned.dtype, np.floating):
+        return tuned
+    return ((1.0 - share) * start + share * tuned).astype(tuned.dtype, copy=False)
+
+
+def _accuracy(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
+    from .calibration import predict
+
+    return float((predict(model, x).argmax(axis=1) == np.asarray(y)).mean())
+
+
 def replay_batch(config: Config) -> int:
     """How many MNIST images each batch of `config.batch_size` holds (at least 1, the user's at least 1)."""
     return min(config.batch_size - 1, max(1, round(config.batch_size * config.replay)))
@@ -176,13 +253,9 @@ def replay_batches(config: Config, x_user: np.ndarray, y_user: np.ndarray, x_rep
 
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: float) -> float | None:
     """Share of uint8 MNIST-format `images` that `model` labels right (None for no images)."""
-    from .calibration import predict
     from .preprocess import to_model_input
 
-    if len(images) == 0:
-        return None
-    probs = predict(model, to_model_input(images, scale=scale))
-    return float((probs.argmax(axis=1) == np.asarray(labels)).mean())
+    return None if len(images) == 0 else _accuracy(model, to_model_input(images, scale=scale), labels)
 
 
 def compare(before: dict[str, float | None], after: dict[str, float | None], sizes: dict[str, int],
@@ -211,14 +284,16 @@ def scores(model: keras.Model, config: Config, data: Any, reference: Any) -> dic
 
 
 def summary(config: Config, init_file: Path, before: dict, after: dict, data: Any, reference: Any,
-            splits: Any) -> dict[str, Any]:
-    """The `finetune` entry of metrics.json for a finished fine-tuning run (`compare`, with its facts)."""
+            splits: Any, budget: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The `finetune` entry of metrics.json for a finished fine-tuning run (`compare`, with its facts,
+    and `budget`: what `keep_within_budget` found)."""
     sizes = {"data": int(len(data.x_test))}
     if reference is not None:
         sizes["mnist"] = int(len(reference.x_test))
     replay = splits.x_replay is not None
-    from .predict import model_id
+    from .artifacts import model_id
 
     return compare(before, after, sizes, init=config.init, init_model_id=model_id(init_file),
                    replay=config.replay if replay else 0.0,
-                   replay_per_batch=replay_batch(config) if replay else 0, n_user_train=int(len(splits.x_train)))
+                   replay_per_batch=replay_batch(config) if replay else 0, n_user_train=int(len(splits.x_train)),
+                   **({"mnist_validation": budget} if budget is not None else {}))

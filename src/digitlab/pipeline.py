@@ -135,11 +135,9 @@ def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path
     return model, config, summary
 
 
-DEFAULT_PRESET = "fast"  # of the Python API's train/run, as of the CLI's
-
-
 def _as_config(config: Config | str | None, overrides: dict[str, Any]) -> Config:
     from .config import make_config
+    from .presets import DEFAULT_PRESET
 
     if isinstance(config, Config):
         return config.replace(**overrides) if overrides else config
@@ -201,7 +199,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     run_dir = new_run_dir(config.out, config.name, config.preset)
     figures: dict[str, Path] = {}
     before: dict[str, Any] = {}
-    initial = None
+    initial = start = None
     try:
         config.save(run_dir)
         if explore and full_report:
@@ -210,11 +208,12 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
                 figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
                                                      run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes))
         if config.init is not None:
-            from .predict import model_id
+            from .artifacts import model_id
 
             with timer("finetune_before"):
                 initial, init_file = finetune.load_init(config)
                 before = finetune.scores(initial, config, data, reference)
+                start = finetune.start_point(initial, splits)
             say(f"fine-tuning {config.init} ({init_file.name}, {model_id(init_file)}); before: "
                 + ", ".join(f"{name} {'-' if acc is None else f'{acc:.2%}'}" for name, acc in before.items()))
         say(f"training preset {config.preset}: {config.epochs} epochs, batch {config.batch_size}"
@@ -255,6 +254,11 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
         return RunResult(run_dir=run_dir, metrics=base, timings=timer.timings, interrupted=True,
                          stopped_in="training")
     try:
+        budget = None
+        if start is not None:
+            with timer("finetune_budget"):
+                budget = finetune.keep_within_budget(result.model, start, config, splits.x_val, splits.y_val)
+            say(finetune.budget_line(budget))
         say("calibrating the confidence on the validation split")
         with timer("calibrate"):
             model, config, base["calibration_fit"] = _calibrate(result.model, config, splits.x_val, splits.y_val,
@@ -262,7 +266,8 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
         if config.init is not None:
             with timer("finetune_after"):
                 after = finetune.scores(model, config, data, reference)
-            base["finetune"] = finetune.summary(config, init_file, before, after, data, reference, splits)
+            base["finetune"] = finetune.summary(config, init_file, before, after, data, reference, splits,
+                                                     budget)
         out = _write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
                                   base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
     except KeyboardInterrupt:

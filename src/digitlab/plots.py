@@ -1,9 +1,7 @@
 """Figures for exploring MNIST and inspecting a trained model.
 
 Every function takes numpy arrays (or plain dicts), writes one PNG atomically
-and returns its path. Figures are built as `matplotlib.figure.Figure` objects,
-never through `pyplot`: pyplot keeps global state (open figures, the current
-backend) that leaks memory in long runs and fails on headless machines.
+and returns its path; all of them are drawn with the kit in `plotting`.
 matplotlib and seaborn are imported inside the functions so that importing
 digitlab (or the report module, which reads the figure tables below) stays
 cheap.
@@ -11,39 +9,33 @@ cheap.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
-from .runs import atomic_path
-
-if TYPE_CHECKING:  # pragma: no cover
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
-DPI = 100  # small files: the report embeds every PNG as base64
-N_CLASSES = 10  # MNIST's; figures take the model's class names (`classes=`), digits 0-9 by default
-MAX_SHOWN_CLASSES = 30  # sample grids show at most this many classes (a data set may have 256)
-MAX_ANNOTATED_CLASSES = 20  # larger confusion matrices are colour only: the numbers would not fit
-MAX_TICK_CHARS = 12  # long class names are cut on axes
-CORRECT_COLOR = "#1a7f37"  # green
-WRONG_COLOR = "#cf222e"  # red
-TRUE_COLOR = "#0969da"  # blue, for the true class when the prediction is wrong
-NEUTRAL_COLOR = "#8c959f"
-
-
-class FigureInfo(NamedTuple):
-    """A figure the report knows about: its file name, heading and caption."""
-
-    name: str
-    title: str
-    caption: str
-
+from .plotting import (
+    CORRECT_COLOR,
+    MAX_ANNOTATED_CLASSES,
+    MAX_SHOWN_CLASSES,
+    NEUTRAL_COLOR,
+    TRUE_COLOR,
+    WRONG_COLOR,
+    FigureInfo,
+    as_images,
+    as_labels,
+    as_probs,
+    axis_word,
+    class_names,
+    grid,
+    message_figure,
+    new_figure,
+    save,
+    show_image,
+)
 
 EXPLORE_FIGURES: tuple[FigureInfo, ...] = (
     FigureInfo("samples_per_class.png", "One sample per class",
@@ -72,126 +64,6 @@ EVAL_FIGURES: tuple[FigureInfo, ...] = (
 )
 
 
-# --------------------------------------------------------------------------
-# helpers
-
-
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.figure import Figure
-
-    # Figure() without pyplot gets a plain canvas; savefig picks Agg for PNG.
-    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    # Figures not created by pyplot are garbage-collected normally; clearing
-    # releases the artists right away in long runs.
-    fig.clear()
-    return path
-
-
-def _as_images(x: Any, idx: Any = None) -> np.ndarray:
-    """Images `x[idx]` as (n, H, W) floats in [0, 1].
-
-    Accepts uint8 or float pixels, with or without a channel axis. Only the
-    selected images are converted: a float copy of all 60,000 training images
-    would cost ~190 MB for a figure that shows 25 of them.
-    """
-    arr = np.asarray(x)
-    if arr.ndim == 4 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    elif arr.ndim == 2:
-        arr = arr[None]
-    if arr.ndim != 3:
-        raise ValueError(f"expected images of shape (N, H, W) or (N, H, W, 1), got {arr.shape}")
-    # uint8 pixels, or 0-255 values stored as floats, are scaled down.
-    scale = arr.dtype.kind in "ui" or (arr.size > 0 and float(np.nanmax(arr)) > 1.0)
-    if idx is not None:
-        arr = arr[np.asarray(idx, dtype=np.int64)]
-    out = arr.astype(np.float32)
-    return out / 255.0 if scale else out
-
-
-def _as_labels(y: Any) -> np.ndarray:
-    return np.asarray(y).reshape(-1).astype(np.int64)
-
-
-def _as_probs(probs: Any) -> np.ndarray:
-    arr = np.asarray(probs, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[None]
-    if arr.ndim != 2:
-        raise ValueError(f"expected probabilities of shape (N, classes), got {arr.shape}")
-    return arr
-
-
-def _show_image(ax: Axes, image: np.ndarray, title: str | None = None, color: str = "black",
-                frame: str | None = None, fontsize: float = 9) -> None:
-    ax.imshow(image, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if frame is None:
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    else:
-        for spine in ax.spines.values():
-            spine.set_edgecolor(frame)
-            spine.set_linewidth(3)
-    if title is not None:
-        ax.set_title(title, color=color, fontsize=fontsize)
-
-
-def _grid(fig: Figure, n: int, cols: int) -> tuple[list[Axes], int, int]:
-    """`n` axes in a grid `cols` wide; spare cells are hidden."""
-    cols = max(1, min(cols, n))
-    rows = max(1, math.ceil(n / cols))
-    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
-    for ax in axes[n:]:
-        ax.set_axis_off()
-    return axes[:n], rows, cols
-
-
-def _message_figure(path: str | os.PathLike, title: str, message: str) -> Path:
-    fig = _new_figure(6, 2.5)
-    ax = fig.add_subplot()
-    ax.set_axis_off()
-    ax.set_title(title)
-    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=12, wrap=True, transform=ax.transAxes)
-    return _save(fig, path)
-
-
-def class_names(classes: Sequence[str] | None, n: int | None = None) -> list[str]:
-    """Names to write on a figure: the class names (cut to MAX_TICK_CHARS), or their numbers when
-    the figure's font cannot draw them all (DejaVu Sans has no kana: KMNIST's names would be boxes)."""
-    if classes is None:
-        return [str(i) for i in range(N_CLASSES if n is None else n)]
-    names = [c if len(c) <= MAX_TICK_CHARS else c[:MAX_TICK_CHARS - 1] + "…" for c in classes]
-    glyphs = _font_glyphs()
-    if glyphs is not None and any(ord(ch) not in glyphs for name in names for ch in name):
-        return [str(i) for i in range(len(names))]
-    return names
-
-
-@functools.cache
-def _font_glyphs() -> frozenset[int] | None:
-    """Code points the default figure font can draw (None if that cannot be found out)."""
-    try:
-        from matplotlib import font_manager, ft2font
-
-        return frozenset(ft2font.FT2Font(font_manager.findfont(font_manager.FontProperties())).get_charmap())
-    except Exception:  # noqa: BLE001 - any font trouble: keep the names and let matplotlib cope
-        return None
-
-
-def _axis_word(classes: Sequence[str] | None) -> str:
-    from .datasets.classes import is_digit_classes
-
-    return "Digit" if classes is None or is_digit_classes(classes) else "Class"
-
-
 def random_test_index(n_test: int, seed: int = 0) -> int:
     """The test image `evaluation_figures` shows in random_prediction.png.
 
@@ -210,17 +82,17 @@ def random_test_index(n_test: int, seed: int = 0) -> int:
 def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike, *, classes: Sequence[str] | None = None) -> Path:
     """The first image of each class (digits 0-9 by default) in a grid 5 wide, titled with its name;
     at most MAX_SHOWN_CLASSES classes."""
-    labels = _as_labels(y)
+    labels = as_labels(y)
     names = class_names(classes)
     shown = min(len(names), MAX_SHOWN_CLASSES)
     firsts = {d: int(np.argmax(labels == d)) for d in range(shown) if np.any(labels == d)}
-    images = dict(zip(firsts, _as_images(x, list(firsts.values())))) if firsts else {}
+    images = dict(zip(firsts, as_images(x, list(firsts.values())))) if firsts else {}
     rows = math.ceil(shown / 5)
-    fig = _new_figure(7.5, 1.8 * rows)
-    axes, _, _ = _grid(fig, shown, 5)
+    fig = new_figure(7.5, 1.8 * rows)
+    axes, _, _ = grid(fig, shown, 5)
     for digit, ax in enumerate(axes):
         if digit in images:
-            _show_image(ax, images[digit], f"label {names[digit]}", fontsize=11)
+            show_image(ax, images[digit], f"label {names[digit]}", fontsize=11)
         else:
             # A --limit run can miss a class; say so rather than crash.
             ax.set_axis_off()
@@ -228,27 +100,27 @@ def plot_samples_per_class(x: Any, y: Any, path: str | os.PathLike, *, classes: 
             ax.text(0.5, 0.5, "none", ha="center", va="center", transform=ax.transAxes)
     more = f" (the first {shown} of {len(names)} classes)" if shown < len(names) else ""
     fig.suptitle("One training sample per class" + more)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_random_samples(x: Any, y: Any, path: str | os.PathLike, *, n: int = 25, seed: int = 0,
                         classes: Sequence[str] | None = None) -> Path:
     """A square-ish grid of `n` random images (seeded) with their class names."""
-    labels = _as_labels(y)
+    labels = as_labels(y)
     names = class_names(classes, int(labels.max()) + 1 if len(labels) else 0)
     n = min(n, len(labels))
     if n < 1:
-        return _message_figure(path, "Random training samples", "no images")
+        return message_figure(path, "Random training samples", "no images")
     idx = np.random.default_rng(seed).choice(len(labels), size=n, replace=False)
-    images = _as_images(x, idx)
+    images = as_images(x, idx)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = _new_figure(1.3 * cols, 1.45 * rows + 0.4)
-    axes, _, _ = _grid(fig, n, cols)
+    fig = new_figure(1.3 * cols, 1.45 * rows + 0.4)
+    axes, _, _ = grid(fig, n, cols)
     for ax, image, i in zip(axes, images, idx):
-        _show_image(ax, image, names[labels[i]], fontsize=10)
+        show_image(ax, image, names[labels[i]], fontsize=10)
     fig.suptitle(f"{n} random training samples (seed {seed})")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike, *,
@@ -256,10 +128,10 @@ def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike, 
     """Bar charts of images per class, training and test side by side."""
     names = class_names(classes)
     k = len(names)
-    sets = [("Training set", _as_labels(y_train), "#0969da")]
+    sets = [("Training set", as_labels(y_train), "#0969da")]
     if y_test is not None:
-        sets.append(("Test set", _as_labels(y_test), "#bf8700"))
-    fig = _new_figure(5 * len(sets), 3.6)
+        sets.append(("Test set", as_labels(y_test), "#bf8700"))
+    fig = new_figure(5 * len(sets), 3.6)
     axes = fig.subplots(1, len(sets), squeeze=False).ravel()
     for ax, (title, labels, color) in zip(axes, sets):
         counts = np.bincount(labels[(labels >= 0) & (labels < k)], minlength=k)
@@ -269,13 +141,13 @@ def plot_class_distribution(y_train: Any, y_test: Any, path: str | os.PathLike, 
         if k <= MAX_SHOWN_CLASSES:
             ax.set_xticks(np.arange(k), names, rotation=0 if max(map(len, names)) <= 2 else 45, ha="center"
                           if max(map(len, names)) <= 2 else "right")
-        ax.set_xlabel(_axis_word(classes))
+        ax.set_xlabel(axis_word(classes))
         ax.set_ylabel("Images")
         ax.set_title(f"{title} ({len(labels):,} images)")
         # Head room so the count labels above the tallest bar stay inside.
         ax.set_ylim(0, max(1, counts.max()) * 1.15)
         ax.spines[["top", "right"]].set_visible(False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def explore_figures(x_train: Any, y_train: Any, y_test: Any, out_dir: str | os.PathLike, *,
@@ -296,7 +168,7 @@ def explore_figures(x_train: Any, y_train: Any, y_test: Any, out_dir: str | os.P
 
 def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | os.PathLike) -> Path:
     """Accuracy and loss per epoch (1-based), training and validation."""
-    fig = _new_figure(10, 3.8)
+    fig = new_figure(10, 3.8)
     axes = fig.subplots(1, 2, squeeze=False).ravel()
     for ax, metric, label in ((axes[0], "accuracy", "Accuracy"), (axes[1], "loss", "Loss")):
         n_epochs = 0
@@ -326,7 +198,7 @@ def plot_training_curves(history: Mapping[str, Sequence[float]], path: str | os.
                 ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         else:
             ax.text(0.5, 0.5, f"no {metric} recorded", ha="center", va="center", transform=ax.transAxes)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool = True,
@@ -350,7 +222,7 @@ def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool =
     names = class_names(classes, k) if classes is None or len(classes) == k else [str(i) for i in range(k)]
     annotate = k <= MAX_ANNOTATED_CLASSES
     side = max(7.0, min(20.0, 0.35 * k))
-    fig = _new_figure(side, side * 0.83)
+    fig = new_figure(side, side * 0.83)
     ax = fig.add_subplot()
     ticks = names if k <= 2 * MAX_SHOWN_CLASSES else "auto"
     sns.heatmap(colour, ax=ax, annot=counts if annotate else False, fmt="d", cmap="Blues", vmin=0.0, vmax=vmax,
@@ -360,28 +232,28 @@ def plot_confusion_matrix(cm: Any, path: str | os.PathLike, *, normalize: bool =
     ax.set_ylabel("True")
     ax.tick_params(axis="y", rotation=0)
     ax.set_title(f"Confusion matrix ({int(counts.sum()):,} images, {int(np.trace(counts)):,} correct)")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_test_predictions(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 10,
                           classes: Sequence[str] | None = None) -> Path:
     """The first `n` test images titled "pred P (true T)"; mistakes red and framed."""
-    labels, p = _as_labels(y_true), _as_probs(probs)
+    labels, p = as_labels(y_true), as_probs(probs)
     names = class_names(classes, p.shape[1])
     n = min(n, len(x), len(labels), len(p))
     if n < 1:
-        return _message_figure(path, "Test predictions", "no test images")
-    images = _as_images(x, np.arange(n))
+        return message_figure(path, "Test predictions", "no test images")
+    images = as_images(x, np.arange(n))
     preds = p.argmax(axis=1)
-    fig = _new_figure(8, 1.9 * math.ceil(n / 5) + 0.4)
-    axes, _, _ = _grid(fig, n, 5)
+    fig = new_figure(8, 1.9 * math.ceil(n / 5) + 0.4)
+    axes, _, _ = grid(fig, n, 5)
     for i, ax in enumerate(axes):
         ok = preds[i] == labels[i]
-        _show_image(ax, images[i], f"pred {names[preds[i]]} (true {names[labels[i]]})",
+        show_image(ax, images[i], f"pred {names[preds[i]]} (true {names[labels[i]]})",
                     color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=10)
     wrong = int((preds[:n] != labels[:n]).sum())
     fig.suptitle(f"First {n} test images: {n - wrong} correct, {wrong} wrong")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | os.PathLike, *,
@@ -393,16 +265,16 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
     img = np.asarray(image)
     if img.ndim == 3 and img.shape[-1] == 1:  # one (28, 28, 1) image, not 28 images
         img = img[..., 0]
-    img = _as_images(img)[0]
-    p = _as_probs(probs)[0]
+    img = as_images(img)[0]
+    p = as_probs(probs)[0]
     true_label = int(true_label)
     pred = int(p.argmax())
     ok = pred == true_label
     names = class_names(classes, len(p))
-    fig = _new_figure(9, 3.8)
+    fig = new_figure(9, 3.8)
     ax_img, ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
     true_name = names[true_label] if 0 <= true_label < len(names) else str(true_label)
-    _show_image(ax_img, img, f"True: {true_name} / Predicted: {names[pred]} ({100 * p[pred]:.1f}%)",
+    show_image(ax_img, img, f"True: {true_name} / Predicted: {names[pred]} ({100 * p[pred]:.1f}%)",
                 color=CORRECT_COLOR if ok else WRONG_COLOR, frame=None if ok else WRONG_COLOR, fontsize=11)
     positions = np.arange(len(p))
     colors = [NEUTRAL_COLOR] * len(p)
@@ -415,7 +287,7 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
     if len(p) <= MAX_SHOWN_CLASSES:
         wide = max(map(len, names)) > 2
         ax_bar.set_xticks(positions, names, rotation=45 if wide else 0, ha="right" if wide else "center")
-    ax_bar.set_xlabel(_axis_word(classes))
+    ax_bar.set_xlabel(axis_word(classes))
     ax_bar.set_ylabel("Probability")
     ax_bar.set_ylim(0, 1.12)
     ax_bar.spines[["top", "right"]].set_visible(False)
@@ -428,30 +300,30 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
     ax_bar.set_title("Predicted probabilities")
     if index is not None:
         fig.suptitle(f"Test image #{index}")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 12,
                             classes: Sequence[str] | None = None) -> Path:
     """The `n` misclassified images with the highest confidence in the wrong class."""
-    labels, p = _as_labels(y_true), _as_probs(probs)
+    labels, p = as_labels(y_true), as_probs(probs)
     names = class_names(classes, p.shape[1])
     preds = p.argmax(axis=1)
     conf = p[np.arange(len(p)), preds]
     wrong = np.flatnonzero(preds != labels)
     if wrong.size == 0:
-        return _message_figure(path, "Most confident mistakes",
+        return message_figure(path, "Most confident mistakes",
                                f"No mistakes: all {len(labels):,} test images were classified correctly.")
     # Stable sort: ties keep test-set order, so the gallery is reproducible.
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:max(n, 1)]
     cols = min(6, len(order))
-    fig = _new_figure(1.65 * cols + 0.3, 1.95 * math.ceil(len(order) / cols) + 0.4)
-    axes, _, _ = _grid(fig, len(order), cols)
-    for ax, image, i in zip(axes, _as_images(x, order), order):
-        _show_image(ax, image, f"true {names[labels[i]]} → pred {names[preds[i]]}, {100 * conf[i]:.1f}%",
+    fig = new_figure(1.65 * cols + 0.3, 1.95 * math.ceil(len(order) / cols) + 0.4)
+    axes, _, _ = grid(fig, len(order), cols)
+    for ax, image, i in zip(axes, as_images(x, order), order):
+        show_image(ax, image, f"true {names[labels[i]]} → pred {names[preds[i]]}, {100 * conf[i]:.1f}%",
                     color=WRONG_COLOR, fontsize=8)
     fig.suptitle(f"{len(order)} most confident of {wrong.size:,} mistakes")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x_test: Any, y_test: Any,
@@ -464,7 +336,7 @@ def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x
     index is printed in that figure's title.
     """
     out_dir = Path(out_dir)
-    labels, p = _as_labels(y_test), _as_probs(probs)
+    labels, p = as_labels(y_test), as_probs(probs)
     names = [f.name for f in EVAL_FIGURES]
     paths: dict[str, Path] = {}
     if history:

@@ -25,10 +25,9 @@ The thresholds come with the model (its config) unless given.
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,120 +35,18 @@ import numpy as np
 
 from . import __version__
 from . import preprocess as pp
+from .artifacts import model_id, pretrained_dir, resolve_model
 from .datasets.classes import DIGITS, is_digit_classes
 from .errors import ConfigError, DigitlabError, ImageError, ModelError
-from .layout import METRICS_FILE, MODEL_FILE
+from .layout import METRICS_FILE
 from .ood import near_empty, not_digit_score
-from .runs import read_json, sha256_file
+from .results import DigitPrediction, NumberPrediction, Outcome, no_digit, number_of
+from .runs import read_json
 
 DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
 MODES = ("digit", "number", "auto")
 CHUNK = 256  # images per model call in predict_stream: one call amortises its overhead, memory stays flat
 DISPLAY_SIDE = 2048  # kept copies for annotation are at most this big: 16 x 25 MP inputs must not pile up
-
-
-@dataclass(frozen=True)
-class DigitPrediction:
-    """The model's answer for one digit (or, for a model of other classes, one character/item)."""
-
-    label: int | None  # index of the class; None when no digit was found
-    confidence: float  # probability of `label` (0.0 when no digit)
-    probabilities: tuple[float, ...]  # one per class: 10 for digits (empty when no digit)
-    top3: tuple[tuple[int, float], ...]
-    uncertain: bool  # confidence < threshold, or no digit, or not a digit
-    no_digit: bool  # no ink, or too little for any digit (label None)
-    box: tuple[int, int, int, int] | None  # (x0, y0, x1, y1) of the ink, pixels of the (EXIF-rotated) image
-    model_input: np.ndarray | None = field(repr=False, compare=False)  # uint8 (28, 28) white on black
-    source: str | None = None  # file name, "<stdin>" or None
-    not_digit: bool = False  # ink, but not a digit (label: the digit it looks most like)
-    name: str | None = None  # the class name of `label` (the model's; "7" for a digit model), None when no digit
-
-    def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
-        """JSON-ready: top3 as [[label, probability], ...], box as [x0, y0, x1, y1] or null."""
-        d: dict[str, Any] = {
-            "source": self.source,
-            "label": self.label,
-            "name": self.name,
-            "confidence": float(self.confidence),
-            "uncertain": bool(self.uncertain),
-            "no_digit": bool(self.no_digit),
-            "not_digit": bool(self.not_digit),
-            "top3": [[int(k), float(v)] for k, v in self.top3],
-            "probabilities": [float(v) for v in self.probabilities],
-            "box": None if self.box is None else [int(v) for v in self.box],
-        }
-        if include_input:
-            d["model_input"] = None if self.model_input is None else np.asarray(self.model_input).astype(int).tolist()
-        return d
-
-
-@dataclass(frozen=True)
-class NumberPrediction:
-    """A whole number: its digits from left to right."""
-
-    text: str  # e.g. "2024"; "" when no digit
-    digits: tuple[DigitPrediction, ...]
-    confidence: float  # the lowest digit confidence (0 when none)
-    uncertain: bool  # any digit uncertain, or no digit
-    no_digit: bool
-    source: str | None = None
-    auto: bool = False  # number mode was chosen automatically (several digits found), not requested
-    not_digit: bool = False  # some piece of ink is not a digit
-
-    def to_dict(self, *, include_input: bool = False) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "text": self.text,
-            "confidence": float(self.confidence),
-            "uncertain": bool(self.uncertain),
-            "no_digit": bool(self.no_digit),
-            "not_digit": bool(self.not_digit),
-            "digits": [dp.to_dict(include_input=include_input) for dp in self.digits],
-        }
-
-
-def no_digit(source: str | None = None, box: Any = None, model_input: np.ndarray | None = None) -> DigitPrediction:
-    """The answer for no digit: no ink, or (with `box` and `model_input`) too little of it."""
-    box = None if box is None else tuple(int(v) for v in box)
-    return DigitPrediction(None, 0.0, (), (), True, True, box, model_input, source)
-
-
-def pretrained_dir() -> Path:
-    """Where the shipped pretrained model lives (inside the installed package)."""
-    return Path(str(importlib.resources.files("digitlab") / "pretrained"))
-
-
-def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike | None = None) -> Path:
-    """The model to use: a path (run dir, model dir or model file), "latest"
-    (the latest run under `out`: $DIGITLAB_RUNS, else ./runs), a run name
-    under `out`, or None for the shipped pretrained model."""
-    from .layout import LATEST, default_runs_dir
-    from .runs import resolve_run
-
-    out = out if out is not None else default_runs_dir()
-
-    if model is None:
-        path = pretrained_dir()
-        if not (path / MODEL_FILE).is_file() and not any(path.glob("model.*")):
-            raise ModelError(f"the shipped pretrained model is missing ({path}); "
-                             "give one with --model PATH or --model latest")
-        return path
-    if str(model) == LATEST:
-        return resolve_run(None, out)
-    path = Path(model)
-    if path.exists():
-        return path.resolve()
-    if os.sep not in str(model) and (Path(out) / str(model)).is_dir():
-        return resolve_run(str(model), out)
-    raise ModelError(f"model {str(model)!r} not found (expected a run directory, a model directory or a model file)")
-
-
-def model_id(path: Path) -> str | None:
-    """A model file's id: the first 12 hex digits of its sha256 (None if it cannot be read)."""
-    try:
-        return sha256_file(path)[:12]
-    except OSError:
-        return None
 
 
 @dataclass(frozen=True)
@@ -163,17 +60,6 @@ class _Prepared:
     inputs: tuple[np.ndarray, ...]  # uint8 (28, 28) each
     image: Any = None  # a display-size copy of the input, kept only when asked (annotation)
     image_scale: float = 1.0  # its pixels per input pixel (boxes are in input pixels)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One input of `predict_stream`: its label and either a result or an error message."""
-
-    source: str | None
-    result: DigitPrediction | NumberPrediction | None
-    error: str | None = None  # why this input could not be read (the label is not repeated)
-    image: Any = None  # display-size copy of the input (keep_image=True), for annotation
-    image_scale: float = 1.0
 
 
 class Predictor:
@@ -307,7 +193,7 @@ class Predictor:
             i += len(p.inputs)
             if p.number:
                 # A near-empty piece is no digit, so it is no part of the number either.
-                results.append(_number(tuple(d for d in digits if not d.no_digit), p.source, p.auto))
+                results.append(number_of(tuple(d for d in digits if not d.no_digit), p.source, p.auto))
             else:
                 results.append(digits[0] if digits else no_digit(p.source))
         return results
@@ -418,14 +304,5 @@ def _strip_label(msg: str, label: str | None) -> str:
     return msg
 
 
-def _number(digits: tuple[DigitPrediction, ...], source: str | None, auto: bool = False) -> NumberPrediction:
-    if not digits:
-        return NumberPrediction("", (), 0.0, True, True, source, auto)
-    return NumberPrediction(
-        text="".join(d.name or str(d.label) for d in digits), digits=digits,
-        confidence=min(d.confidence for d in digits), uncertain=any(d.uncertain for d in digits),
-        no_digit=False, source=source, auto=auto, not_digit=any(d.not_digit for d in digits))
-
-
 __all__ = ["DigitPrediction", "NumberPrediction", "Outcome", "Predictor", "resolve_model", "pretrained_dir",
-           "DigitlabError"]
+           "model_id", "no_digit", "DigitlabError"]

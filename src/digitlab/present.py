@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .inputs import STDIN_LABEL
-from .predict import DigitPrediction, NumberPrediction, Outcome
+from .results import DigitPrediction, NumberPrediction, Outcome
 
 FORMATS = ("table", "json", "csv")
 PROGRESS_FROM = 50  # a progress bar is worth drawing from this many inputs on (on a terminal)

@@ -96,7 +96,7 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
                          corrections_max_bytes=corrections_max_bytes)
         uvicorn.run(app, **options)
     else:
-        from ..predict import resolve_model
+        from ..artifacts import resolve_model
 
         path = str(resolve_model(model)) if model is not None else None  # "latest", a run name or a path
         kept = ""

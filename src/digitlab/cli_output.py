@@ -1,0 +1,73 @@
+"""What the command line prints beyond one line per step: a run's summary, class counts, and a
+usage error as one line. Plain text on stdout (errors on stderr), for people and for logs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def say(msg: str) -> None:
+    typer.echo(msg)
+
+
+def print_run_summary(result: Any, *, what: str) -> None:
+    m = result.metrics
+    if result.interrupted:
+        if result.stopped_in == "evaluation":
+            say(f"Interrupted during evaluation; the trained model is saved in {result.run_dir} "
+                 f"and set as the latest run (metrics.json says evaluation: interrupted).")
+            say(f"Finish it with: digitlab evaluate {result.run_dir}")
+        elif m.get("epochs_completed"):
+            say(f"Interrupted after {m['epochs_completed']}/{m['epochs_planned']} epochs; "
+                 f"model saved in {result.run_dir} (marked interrupted in metrics.json).")
+            say(f"Evaluate it with: digitlab evaluate {result.run_dir}")
+        else:
+            say("Interrupted before the first epoch finished; nothing was saved.")
+        return
+    say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
+         + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
+    say(f"  test accuracy   {m['test_accuracy'] * 100:.2f}%  (model.evaluate)")
+    say(f"  accuracy_score  {m['accuracy_score'] * 100:.2f}%  (sklearn, on argmax predictions)")
+    say(f"  test loss       {m['test_loss']:.4f}")
+    if m.get("device"):
+        say(f"  trained on      {m['device']}")
+    finetune = m.get("finetune")
+    if isinstance(finetune, dict):
+        from .finetune import TEST_SET_NAMES, budget_line
+
+        for name, entry in (finetune.get("test_sets") or {}).items():
+            say(f"  fine-tuned: {TEST_SET_NAMES.get(name, name):<24} {_pct(entry.get('before'))} -> "
+                 f"{_pct(entry.get('after'))}  ({entry.get('n', 0):,} images)")
+        if isinstance(finetune.get("mnist_validation"), dict):
+            say(f"  {budget_line(finetune['mnist_validation'])}")
+    say(f"  run directory   {result.run_dir}")
+    if result.report is not None:
+        say(f"  report          {result.report}")
+
+
+def _pct(value: Any) -> str:
+    return "-" if value is None else f"{value * 100:.2f}%"
+
+
+def print_class_counts(classes: list[str], train: list[int], test: list[int]) -> None:
+    """Images per class and split: one column per class (digits), or one line per class (others)."""
+    if all(len(c) <= 6 for c in classes) and len(classes) <= 12:
+        say("class      " + " ".join(f"{c:>6}" for c in classes))
+        for split, counts in (("train", train), ("test", test)):
+            say(f"{split:<10} " + " ".join(f"{n:>6d}" for n in counts))
+        return
+    width = min(24, max(len(c) for c in classes))
+    say(f"{'class':<{width}}  {'train':>7}  {'test':>7}")
+    for name, a, b in zip(classes, train, test):
+        say(f"{name:<{width}}  {a:>7,}  {b:>7,}")
+
+
+def usage_error_line(exc: Any) -> str:
+    """A usage error (bad option value, unknown command) as one line, with where to look."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    return f"error: {message}{where}"
