@@ -326,8 +326,9 @@ def _with_rendered_digits(config: Config, splits: Splits, log: Callable[[str], N
         return splits.x_train, splits.y_train
     from .ood import rendered_digits
 
-    if log is not None:
-        log(f"drawing {config.rendered_digits:,} training digits as image files and reading them back")
+    if log is not None:  # (at most one per training image: a fine-tuning run has few)
+        n = min(config.rendered_digits, len(splits.x_train))
+        log(f"drawing {n:,} training digits as image files and reading them back")
     pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
     extra, index = rendered_digits(pixels, config.rendered_digits, seed=config.seed, with_index=True)
     return (np.concatenate([splits.x_train, to_model_input(extra, scale=config.scale)]),
