@@ -142,7 +142,7 @@ def show(
     shown = show_test_image(run, out=out, index=index, seed=seed, save=save)
     names = shown.classes or tuple(str(d) for d in range(10))
     say(f"test image #{shown.index}: true label {names[shown.true]}, predicted {names[shown.predicted]} with "
-         f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
+        f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
     say("top-3: " + ", ".join(f"{names[c]} ({p * 100:.1f}%)" for c, p in shown.top3))
     if shown.figure is not None:
         say(f"wrote {shown.figure}")
@@ -165,7 +165,7 @@ def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOp
 
     d = load_dataset(spec_of(data, data_dir), download=download)
     say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
-         + (f"; files in {d.location}" if d.location else ""))
+        + (f"; files in {d.location}" if d.location else ""))
     say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")
     print_class_counts(list(d.classes), d.class_counts("train"), d.class_counts("test"))
     for note in d.notes:
@@ -244,10 +244,10 @@ def export(
     size = meta.get("file", {}).get("bytes")
     check = meta.get("export_check") or {}
     say(f"wrote {path}" + (f" ({size / 1e6:.2f} MB)" if size else "")
-         + f": {format}" + ("" if quantize == "none" else f", {quantize}"))
+        + f": {format}" + ("" if quantize == "none" else f", {quantize}"))
     if check:
         say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
-             f"same top class {check['argmax_agreement'] * 100:.1f}%")
+            f"same top class {check['argmax_agreement'] * 100:.1f}%")
     say(f"  metadata (with the model's config) in {path.name}.json")
 
 

@@ -18,17 +18,17 @@ def print_run_summary(result: Any, *, what: str) -> None:
     if result.interrupted:
         if result.stopped_in == "evaluation":
             say(f"Interrupted during evaluation; the trained model is saved in {result.run_dir} "
-                 f"and set as the latest run (metrics.json says evaluation: interrupted).")
+                f"and set as the latest run (metrics.json says evaluation: interrupted).")
             say(f"Finish it with: digitlab evaluate {result.run_dir}")
         elif m.get("epochs_completed"):
             say(f"Interrupted after {m['epochs_completed']}/{m['epochs_planned']} epochs; "
-                 f"model saved in {result.run_dir} (marked interrupted in metrics.json).")
+                f"model saved in {result.run_dir} (marked interrupted in metrics.json).")
             say(f"Evaluate it with: digitlab evaluate {result.run_dir}")
         else:
             say("Interrupted before the first epoch finished; nothing was saved.")
         return
     say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
-         + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
+        + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
     say(f"  test accuracy   {m['test_accuracy'] * 100:.2f}%  (model.evaluate)")
     say(f"  accuracy_score  {m['accuracy_score'] * 100:.2f}%  (sklearn, on argmax predictions)")
     say(f"  test loss       {m['test_loss']:.4f}")
@@ -40,7 +40,7 @@ def print_run_summary(result: Any, *, what: str) -> None:
 
         for name, entry in (finetune.get("test_sets") or {}).items():
             say(f"  fine-tuned: {TEST_SET_NAMES.get(name, name):<24} {_pct(entry.get('before'))} -> "
-                 f"{_pct(entry.get('after'))}  ({entry.get('n', 0):,} images)")
+                f"{_pct(entry.get('after'))}  ({entry.get('n', 0):,} images)")
         if isinstance(finetune.get("mnist_validation"), dict):
             say(f"  {budget_line(finetune['mnist_validation'])}")
     say(f"  run directory   {result.run_dir}")
