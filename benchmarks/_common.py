@@ -46,7 +46,7 @@ def load_average() -> str:
 
 def write_section(key: str, heading: str, body: str, path: Path = BENCHMARKS_MD) -> Path:
     """Replace (or append) the section between `key`'s markers in BENCHMARKS.md, atomically."""
-    from digitlab.runs import atomic_write_text
+    from digitlab.files.atomic import atomic_write_text
 
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
     block = f"{begin}\n{body.strip()}\n{end}"

@@ -33,10 +33,10 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
 
-    from digitlab import calibration as cal
-    from digitlab.data import load_mnist_data, split_train_val
-    from digitlab.ood import not_digit_score, not_digit_threshold, uncertain_threshold
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_mnist_data, split_train_val
+    from digitlab.models import calibration as cal
+    from digitlab.models.ood import not_digit_score, not_digit_threshold, uncertain_threshold
+    from digitlab.predict.predictor import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor.load(args.model)
@@ -88,7 +88,7 @@ def main() -> None:
     elapsed = time.perf_counter() - t0
 
     if args.figures:
-        from digitlab.calibration_plots import plot_reliability, plot_risk_coverage
+        from digitlab.report.calibration_figures import plot_reliability, plot_risk_coverage
 
         folder = args.figures if args.figures.is_absolute() else ROOT / args.figures
         suffix = "" if args.key == "bench_calibration" else "-" + args.key.removeprefix("bench_calibration").strip("_-")

@@ -328,7 +328,7 @@ def montage(path: Path, corrupted: dict[str, np.ndarray], seen: dict, answers: d
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from digitlab.runs import atomic_path
+    from digitlab.files.atomic import atomic_path
 
     names = list(corrupted)
     cols = 8
@@ -367,8 +367,8 @@ def main() -> None:
 
     from PIL import Image
 
-    from digitlab.data import load_mnist_data
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_mnist_data
+    from digitlab.predict.predictor import Predictor
 
     data = load_mnist_data()
     x, y = data.x_test[:args.limit], data.y_test[:args.limit]

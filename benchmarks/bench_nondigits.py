@@ -3,7 +3,7 @@
     python benchmarks/bench_nondigits.py [--n 3000] [--digits 10000] [--seed 0] [--write]
                                          [--montage docs/nondigits.png] [--model PATH --label TEXT]
 
-Generates the held-out split of `digitlab.nondigits` (letters, symbols, shapes, text lines, grids,
+Generates the held-out split of `digitlab.data.nondigits` (letters, symbols, shapes, text lines, grids,
 noise in user-like renderings; fonts and parameter ranges never used for calibration), saves
 every image as a PNG file and sends it through `Predictor.predict_many` with the shipped model
 (or `--model`, a candidate, named in the table by `--label`).
@@ -70,8 +70,8 @@ def montage(path: Path, items, results, per_row: int = 8, who: str = "the shippe
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from digitlab.nondigits import CATEGORIES
-    from digitlab.runs import atomic_path
+    from digitlab.data.nondigits import CATEGORIES
+    from digitlab.files.atomic import atomic_path
 
     fig, axes = plt.subplots(len(CATEGORIES), per_row, figsize=(per_row * 1.5, len(CATEGORIES) * 1.65))
     for row, kind in enumerate(CATEGORIES):
@@ -94,7 +94,7 @@ def montage(path: Path, items, results, per_row: int = 8, who: str = "the shippe
             ax.set_title(answer, fontsize=7, color="black" if flagged(r) else "tab:red")
             if col == 0:
                 ax.set_ylabel(kind, fontsize=8)
-    fig.suptitle(f"Held-out non-digits (digitlab.nondigits) and {who}'s answers "
+    fig.suptitle(f"Held-out non-digits (digitlab.data.nondigits) and {who}'s answers "
                  "(red: answered as a digit, not flagged)", fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -119,9 +119,9 @@ def main() -> None:
 
     from PIL import Image
 
-    from digitlab.data import load_mnist_data
-    from digitlab.nondigits import CATEGORIES, STYLES, generate
-    from digitlab.predict import Predictor
+    from digitlab.data.mnist import load_mnist_data
+    from digitlab.data.nondigits import CATEGORIES, STYLES, generate
+    from digitlab.predict.predictor import Predictor
 
     t0 = time.perf_counter()
     predictor = Predictor.load(args.model)
@@ -171,7 +171,7 @@ def main() -> None:
         f"{predictor.threshold:.3f}; {decision} · every image "
         "saved as a PNG file and read back with `Predictor.predict_many`. Flagged = no digit, uncertain"
         f"{', or not a digit' if has_not_digit else ''}. Non-digits: the held-out split of "
-        "`digitlab.nondigits` (fonts, words and shape/noise parameters never used for calibration; "
+        "`digitlab.data.nondigits` (fonts, words and shape/noise parameters never used for calibration; "
         "digit lookalikes such as O, l, S, Z excluded); examples: [docs/nondigits.png](docs/nondigits.png).",
         "",
         "| images | count | flagged | no digit | not a digit | uncertain (only) | answered as, when not flagged |",

@@ -42,8 +42,8 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="update BENCHMARKS.md")
     args = ap.parse_args()
 
-    from digitlab.data import load_mnist_data
-    from digitlab.predict import CHUNK, Predictor
+    from digitlab.data.mnist import load_mnist_data
+    from digitlab.predict.predictor import CHUNK, Predictor
 
     data = load_mnist_data()
     with tempfile.TemporaryDirectory() as tmp:

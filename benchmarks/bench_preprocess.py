@@ -45,7 +45,7 @@ def make(kind: str, w: int, h: int):
     """The adversarial image `kind` at w x h (a PIL image) and the format it is saved in."""
     from PIL import Image, ImageDraw
 
-    from digitlab.data import load_mnist_data
+    from digitlab.data.mnist import load_mnist_data
 
     rng = np.random.default_rng(0)
     if kind in ("filled-square", "filled-square-rgba"):

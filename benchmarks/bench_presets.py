@@ -118,8 +118,8 @@ def onnx_latency_ms(run_dir: Path) -> float:
     """Export `run_dir`'s model with `digitlab export` (parity-checked) and time one image on ONNX Runtime."""
     import numpy as np
 
-    from digitlab.export import export_model
-    from digitlab.runtimes import open_runner
+    from digitlab.export.exporter import export_model
+    from digitlab.export.runtimes import open_runner
 
     runner = open_runner(export_model(run_dir, "onnx"), "onnx")  # default threads, as `digitlab predict`
     x = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)
@@ -136,12 +136,12 @@ def onnx_latency_ms(run_dir: Path) -> float:
 def child(preset: str, index: int, result_file: Path, smoke: bool = False) -> None:
     import numpy as np
 
-    from digitlab import backend
-    from digitlab.config import make_config
-    from digitlab.data import load_mnist_data
+    from digitlab.config.settings import make_config
+    from digitlab.data.mnist import load_mnist_data
+    from digitlab.files.atomic import atomic_write_json
+    from digitlab.models import backend
+    from digitlab.models.training import make_splits, train
     from digitlab.preprocess import to_model_input
-    from digitlab.runs import atomic_write_json
-    from digitlab.training import make_splits, train
 
     keras, tf = backend.keras(), backend.tensorflow()
     run_dir = OUT_DIR / f"{preset}-s{index}"
@@ -250,7 +250,7 @@ def matmul_peak() -> float:
     """Measured float32 matmul GFLOP/s of this machine (median of 5, 2048x2048, all cores)."""
     code = (
         "import time,statistics,sys; sys.path.insert(0, {!r})\n"
-        "from digitlab import backend; tf = backend.tensorflow()\n"
+        "from digitlab.models import backend; tf = backend.tensorflow()\n"
         "a = tf.random.uniform((2048, 2048)); b = tf.random.uniform((2048, 2048)); n = 2048\n"
         "f = tf.function(lambda: tf.matmul(a, b)); f().numpy()\n"
         "ts = []\n"
@@ -533,10 +533,10 @@ def main() -> None:
         facts.update(load_after=load_average(), date=time.strftime("%Y-%m-%d %H:%M"), total_s=time.perf_counter() - t_all)
         OUT_DIR.mkdir(parents=True, exist_ok=True)
         facts_file.write_text(json.dumps(facts))
-    from digitlab.data import load_mnist_data
+    from digitlab.data.mnist import load_mnist_data
 
     y_test = np.asarray(load_mnist_data().y_test)
-    from digitlab import backend
+    from digitlab.models import backend
 
     keras, tf = backend.keras(), backend.tensorflow()
 

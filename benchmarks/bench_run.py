@@ -25,7 +25,7 @@ from _common import load_average, machine, write_section
 
 
 def one_run(out: Path, extra: list[str]) -> dict:
-    cmd = [sys.executable, "-m", "digitlab.cli", "run", "--out", str(out), "--name", "bench", *extra]
+    cmd = [sys.executable, "-m", "digitlab", "run", "--out", str(out), "--name", "bench", *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)

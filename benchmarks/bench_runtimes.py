@@ -52,11 +52,11 @@ BATCH = 256
 
 def _open(runtime: str, model_path: str):
     if runtime == "keras-predict":
-        from digitlab.models import load_model
+        from digitlab.models.architectures import load_model
 
         model, _ = load_model(model_path)
         return lambda x: model.predict(x, verbose=0)
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     return open_runner(model_path, runtime)
 
@@ -73,7 +73,7 @@ def worker(runtime: str, model_dir: str, mode: str, calls: int) -> None:
     if mode == "cold":
         print(json.dumps({"tensorflow_imported": "tensorflow" in sys.modules}))
         return
-    from digitlab.data import load_mnist_data
+    from digitlab.data.mnist import load_mnist_data
     from digitlab.preprocess import to_model_input
 
     mnist = load_mnist_data()
@@ -158,7 +158,7 @@ def main() -> None:
             shutil.copy2(Path(args.model) / name, model_dir / name)
         for fmt, quantize in (("onnx", "none"), ("litert", "none"), ("onnx", "int8"), ("litert", "float16"),
                               ("litert", "int8")):
-            _timed([sys.executable, "-m", "digitlab.cli", "export", str(model_dir), "--format", fmt,
+            _timed([sys.executable, "-m", "digitlab", "export", str(model_dir), "--format", fmt,
                     "--quantize", quantize], env)
         # one MNIST test digit as a PNG, for the `digitlab predict` command
         png = Path(tmp) / "one.png"
@@ -172,7 +172,7 @@ def main() -> None:
             colds = [_timed(me + ["cold"], env)[0] for _ in range(args.cold)]
             cli = None
             if runtime != "keras-predict" and quantize is None:
-                cli = median(_timed([sys.executable, "-m", "digitlab.cli", "predict", str(png), "--model",
+                cli = median(_timed([sys.executable, "-m", "digitlab", "predict", str(png), "--model",
                                      str(model_dir), "--runtime", runtime], env)[0] for _ in range(args.cold))
             _, out = _timed(me + ["full"], env)
             full = json.loads(out.strip().splitlines()[-1])

@@ -122,7 +122,7 @@ def canvas_png() -> tuple[bytes, int, str]:
 def mnist_png() -> tuple[bytes, int, str]:
     from PIL import Image
 
-    from digitlab.data import load_mnist_data
+    from digitlab.data.mnist import load_mnist_data
 
     d = load_mnist_data()
     buf = io.BytesIO()
@@ -142,7 +142,7 @@ def make_request(kind: str, port: int) -> tuple[bytes, bytes, int, str]:
 class Server:
     def __init__(self, model: str | None, workers: int):
         self.port = free_port()
-        cmd = [sys.executable, "-m", "digitlab.cli", "serve", "--host", HOST, "--port", str(self.port),
+        cmd = [sys.executable, "-m", "digitlab", "serve", "--host", HOST, "--port", str(self.port),
                "--workers", str(workers), "--log-level", "warning", "--no-access-log"]
         if model:
             cmd += ["--model", model]

@@ -1,4 +1,4 @@
-"""Measure a model on the generated handwriting style (`digitlab.styles`): per-digit accuracy,
+"""Measure a model on the generated handwriting style (`digitlab.data.styles`): per-digit accuracy,
 and (--finetune) what fine-tuning on a few of the writer's digits changes.
 
     python benchmarks/bench_style.py [--n 100] [--seed 0] [--model PATH] [--runtime auto] [--montage PNG]
@@ -29,13 +29,13 @@ import time
 import numpy as np
 from _common import load_average, machine, write_section
 
-HEADING = "## Handwriting style (`digitlab.styles`): the shipped model before and after fine-tuning"
+HEADING = "## Handwriting style (`digitlab.data.styles`): the shipped model before and after fine-tuning"
 MNIST_TARGET = 0.995  # issue 13: MNIST test accuracy after fine-tuning
 
 
 def accuracy_table(model: str | None, runtime: str, n: int, seed: int) -> tuple[str, dict]:
-    from digitlab import styles
-    from digitlab.predict import Predictor
+    from digitlab.data import styles
+    from digitlab.predict.predictor import Predictor
 
     predictor = Predictor.load(model, runtime=runtime)
     results = {}
@@ -77,8 +77,9 @@ def finetune_table(model: str | None, ks: list[int], n: int, seed: int, override
     import tempfile
     from pathlib import Path
 
-    from digitlab import styles, train
-    from digitlab.predict import Predictor
+    from digitlab import train
+    from digitlab.data import styles
+    from digitlab.predict.predictor import Predictor
 
     x_test, y_test = styles.generate(n, pool="test", seed=seed)
     before = Predictor.load(model, runtime="keras").probabilities(x_test).argmax(axis=1)
@@ -130,7 +131,7 @@ def finetune_table(model: str | None, ks: list[int], n: int, seed: int, override
 def montage(path: str, seed: int) -> None:
     from PIL import Image
 
-    from digitlab import styles
+    from digitlab.data import styles
 
     pairs = styles.images(6, pool="test", seed=seed)
     sheet = Image.new("L", (styles.CANVAS * 10, styles.CANVAS * 6), 255)
@@ -155,7 +156,7 @@ def main() -> None:
     args = ap.parse_args()
     body, _ = accuracy_table(args.model, args.runtime, args.n, args.seed)
     if args.finetune:
-        from digitlab.config import parse_overrides
+        from digitlab.config.settings import parse_overrides
 
         ks = [int(k) for k in args.finetune.split(",") if k.strip()]
         tuned, _ = finetune_table(args.model, ks, args.n, args.seed, parse_overrides(args.set))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from digitlab.data import load_mnist_data
+from digitlab.data.mnist import load_mnist_data
 
 HERE = Path(__file__).resolve().parent
 

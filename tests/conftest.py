@@ -13,7 +13,7 @@ os.environ.setdefault("DIGITLAB_CACHE_DIR", os.path.join(os.path.dirname(__file_
 @pytest.fixture(scope="session")
 def mnist():
     """The packaged MNIST (verified), loaded once per test session."""
-    from digitlab.data import load_mnist_data
+    from digitlab.data.mnist import load_mnist_data
 
     return load_mnist_data()
 
@@ -21,7 +21,7 @@ def mnist():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """One real `digitlab run --preset seed` on 2,000 images for 1 epoch (about 15 s), shared by the CLI tests."""
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     out = tmp_path_factory.mktemp("runs")
     with pytest.raises(SystemExit) as exit_info:

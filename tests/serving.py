@@ -28,7 +28,7 @@ def model_arg(tmp_path_factory) -> str | None:
     if PRETRAINED.exists():
         return None
     if "path" not in _trained:
-        from digitlab.cli import main
+        from digitlab.cli.commands import main
 
         out = tmp_path_factory.mktemp("serve-model")
         try:
@@ -62,7 +62,7 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", prefix="digitlab-serve-", suffix=".log", delete=False)
-        cmd = [sys.executable, "-m", "digitlab.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "digitlab", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                "--log-level", "warning", "--no-access-log", *(extra or [])]
         if model:
             cmd += ["--model", model]

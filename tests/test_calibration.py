@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from digitlab import calibration as cal
-from digitlab import ood
+from digitlab.models import calibration as cal
+from digitlab.models import ood
 
 
 def _softmax(z):
@@ -121,8 +121,8 @@ def test_the_layer_computes_what_the_numpy_code_does():
     one ending in an average of probabilities (log p); calibrating twice keeps one layer; T = 1 undoes it."""
     import keras
 
-    from digitlab.config import make_config
-    from digitlab.models import average_model, build_model
+    from digitlab.config.settings import make_config
+    from digitlab.models.architectures import average_model, build_model
 
     x = np.random.default_rng(3).random((16, 28, 28, 1)).astype(np.float32)
     single = build_model(make_config("seed"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from digitlab.cli import main
+from digitlab.cli.commands import main
 
 FIGURES = {"samples_per_class.png", "random_samples.png", "class_distribution.png", "training_curves.png",
            "confusion_matrix.png", "test_predictions.png", "random_prediction.png", "confident_mistakes.png",
@@ -59,8 +59,8 @@ def test_report_has_every_section_and_is_self_contained(tiny_run: Path):
 
 
 def test_metrics_agree_with_the_saved_model(tiny_run: Path, mnist):
-    from digitlab.evaluate import evaluate_model
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
+    from digitlab.models.evaluate import evaluate_model
 
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     assert metrics["accuracies_agree"] and metrics["n_test"] == 10_000 and not metrics["interrupted"]
@@ -154,7 +154,7 @@ def test_help_of_every_command(capsys, monkeypatch, command):
 def test_training_options_are_one_set_shared_by_run_and_train(capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     helps = {c: run_cli(capsys, c, "--help")[1] for c in ("run", "train")}
-    from digitlab.cli_options import TRAINING_OPTIONS
+    from digitlab.cli.options import TRAINING_OPTIONS
 
     for _, _, _, _, flags, _, _ in TRAINING_OPTIONS:
         for text in helps.values():
@@ -180,7 +180,7 @@ def test_presets_listed(capsys):
 
 
 def test_tensorflow_import_is_silent_unless_verbose():
-    code = "from digitlab import backend; backend.keras(); import tensorflow as tf; tf.constant(1) + 1"
+    code = "from digitlab.models import backend; backend.keras(); import tensorflow as tf; tf.constant(1) + 1"
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "DIGITLAB_VERBOSE")}
     quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
@@ -192,7 +192,7 @@ def test_tensorflow_import_is_silent_unless_verbose():
 
 def test_data_errors_exit_2_without_traceback(tmp_path):
     (tmp_path / "train-images-idx3-ubyte").write_bytes(b"\x00\x00\x08\x03garbage")
-    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "data", "--data-dir", str(tmp_path)],
+    proc = subprocess.run([sys.executable, "-m", "digitlab", "data", "--data-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
@@ -204,10 +204,10 @@ def test_real_ctrl_c_keeps_a_valid_model(tmp_path, mnist):
     import signal
     import time
 
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "digitlab.cli", "train", "--preset", "seed", "--limit", "3000", "--epochs", "200",
+        [sys.executable, "-m", "digitlab", "train", "--preset", "seed", "--limit", "3000", "--epochs", "200",
          "--out", str(tmp_path), "--name", "stopped"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
     )
@@ -281,7 +281,7 @@ def test_ctrl_c_during_the_tensorflow_import_replays_nothing():
     import signal
     import time
 
-    proc = subprocess.Popen([sys.executable, "-c", "from digitlab import backend; backend.keras()"],
+    proc = subprocess.Popen([sys.executable, "-c", "from digitlab.models import backend; backend.keras()"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "DIGITLAB_VERBOSE": "0"}, preexec_fn=_default_sigint)
     time.sleep(1.5)  # inside the import (it takes several seconds)

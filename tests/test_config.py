@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from digitlab.config import Config, make_config
+from digitlab.config.settings import Config, make_config
 from digitlab.errors import ConfigError
 
 
@@ -97,7 +97,7 @@ def test_missing_config_file(tmp_path):
 
 
 def test_set_overrides_are_typed_by_the_config_fields():
-    from digitlab.config import parse_overrides
+    from digitlab.config.settings import parse_overrides
 
     got = parse_overrides(["epochs=3", "limit=none", "rotation=7.5", "stratify=yes", "schedule=cosine",
                            "batch-size=1_024", "data_dir=/x"])
@@ -114,7 +114,7 @@ def test_set_overrides_are_typed_by_the_config_fields():
     ("limit=", None),  # clears an optional value: valid
 ])
 def test_bad_set_overrides(item, message):
-    from digitlab.config import parse_overrides
+    from digitlab.config.settings import parse_overrides
 
     if message is None:
         assert parse_overrides([item]) == {"limit": None}

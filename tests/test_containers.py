@@ -94,7 +94,7 @@ BOOTSTRAP = textwrap.dedent('''
 
     if sys.argv[1] == "serve":
         atexit.register(report)
-        from digitlab.cli import main
+        from digitlab.cli.commands import main
         sys.exit(main(sys.argv[1:]))
     else:  # import every top-level module of every listed distribution
         failures = {}
@@ -145,7 +145,7 @@ def multipart(field: str, filename: str, content: bytes) -> tuple[bytes, str]:
 @pytest.fixture
 def mounted_model(tmp_path):
     """A model directory as a user would mount it into the image: model.onnx and its metadata only."""
-    from digitlab.predict import pretrained_dir
+    from digitlab.predict.predictor import pretrained_dir
 
     folder = tmp_path / "model"
     folder.mkdir()

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from serving import assert_json_error, model_arg, png_bytes, user_png
 
-from digitlab.corrections import INPUTS_DIR, CorrectionError, CorrectionsFolder, FolderFull
-from digitlab.datasets import DIGITS
+from digitlab.data import DIGITS
 from digitlab.errors import DigitlabError
 from digitlab.server import create_app
+from digitlab.server.corrections import INPUTS_DIR, CorrectionError, CorrectionsFolder, FolderFull
 
 BASE = "http://127.0.0.1:8000"
 
@@ -88,7 +88,7 @@ def test_a_format_the_trainer_cannot_read_is_kept_as_png(tmp_path, samples):
 
 
 def test_the_trainer_reads_the_folder_and_skips_the_inputs(tmp_path, samples):
-    from digitlab.datasets import load_dataset
+    from digitlab.data import load_dataset
 
     folder = CorrectionsFolder(tmp_path / "corr", DIGITS)
     for d in (1, 7):
@@ -197,7 +197,7 @@ def test_a_full_disk_is_a_507_and_leaves_neither_file(model, samples, tmp_path, 
 def test_serve_refuses_a_corrections_folder_it_cannot_create(capsys, tmp_path):
     from serving import free_port
 
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     with pytest.raises(SystemExit) as info:
         main(["serve", "--port", str(free_port()), "--corrections", str(tmp_path / "no" / "such")])

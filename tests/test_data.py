@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab import data
+from digitlab.data import mnist as data
 from digitlab.errors import DataError
 
 NAMES = [

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab import data as mnist_data
-from digitlab import datasets
+from digitlab import data as datasets
 from digitlab import preprocess as pp
-from digitlab.datasets import DIGITS, Dataset, known, load_dataset, parse_spec
-from digitlab.datasets.classes import class_names_problem, class_sort_key, read_classes_file
+from digitlab.config.classes import class_names_problem, class_sort_key, read_classes_file
+from digitlab.data import DIGITS, Dataset, known, load_dataset, parse_spec
+from digitlab.data import mnist as mnist_data
 from digitlab.errors import DataError
 
 N_TRAIN, N_TEST = 50, 20
@@ -636,7 +636,7 @@ def test_folder_rejections(tmp_path, mnist, monkeypatch):
         load_dataset(tmp_path / "split")
 
     make_folder(tmp_path / "big", x, y)
-    monkeypatch.setattr("digitlab.datasets.folder._decode", lambda *a: pytest.fail("decoded before counting"))
+    monkeypatch.setattr("digitlab.data.folder._decode", lambda *a: pytest.fail("decoded before counting"))
     with pytest.raises(DataError, match="4 images, more than the limit of 3"):
         load_dataset(tmp_path / "big", max_images=3)
 

@@ -38,7 +38,7 @@ def model_dir(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(model_dir):
-    from digitlab.export import export_model
+    from digitlab.export.exporter import export_model
 
     return {fmt: export_model(model_dir, fmt) for fmt in ("onnx", "litert", "savedmodel")}
 
@@ -52,7 +52,7 @@ def x1000(mnist):
 
 @pytest.fixture(scope="module")
 def keras_probs(model_dir, x1000):
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
 
     model, _ = load_model(model_dir)
     return np.asarray(model(x1000, training=False))
@@ -60,12 +60,12 @@ def keras_probs(model_dir, x1000):
 
 def _run(path: Path, fmt: str, x: np.ndarray) -> np.ndarray:
     if fmt == "savedmodel":
-        from digitlab import backend
+        from digitlab.models import backend
 
         tf = backend.tensorflow()
         fn = tf.saved_model.load(str(path)).signatures["serving_default"]
         return fn(image=tf.constant(x))["probabilities"].numpy()
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     return open_runner(path, {"onnx": "onnx", "litert": "litert", "keras": "keras"}[fmt])(x)
 
@@ -91,7 +91,7 @@ def test_float_parity_on_1000_test_images(exported, x1000, keras_probs, fmt):
 
 
 def test_metadata_round_trips(exported, model_dir):
-    from digitlab.export import read_metadata, read_onnx_metadata, sha256_file
+    from digitlab.export.exporter import read_metadata, read_onnx_metadata, sha256_file
 
     metrics = json.loads((model_dir / "metrics.json").read_text())
     config = json.loads((model_dir / "config.json").read_text())
@@ -119,11 +119,11 @@ def test_metadata_round_trips(exported, model_dir):
 def test_export_elsewhere_carries_its_own_config_and_reloads(model_dir, tmp_path, x1000, keras_probs, mnist):
     import shutil
 
-    from digitlab.config import Config
-    from digitlab.evaluate import evaluate_model
-    from digitlab.export import export_model, read_metadata
-    from digitlab.models import load_model
-    from digitlab.runtimes import open_runner
+    from digitlab.config.settings import Config
+    from digitlab.export.exporter import export_model, read_metadata
+    from digitlab.export.runtimes import open_runner
+    from digitlab.models.architectures import load_model
+    from digitlab.models.evaluate import evaluate_model
 
     with pytest.raises(ModelError, match="ship does not exist"):  # checked before any conversion work
         export_model(model_dir / "model.keras", "onnx", out=tmp_path / "ship" / "digits.onnx")
@@ -157,8 +157,8 @@ def test_export_elsewhere_carries_its_own_config_and_reloads(model_dir, tmp_path
 
 @pytest.mark.parametrize("out", ["/proc/x.onnx", "{tmp}/missing/dir/x.onnx"])
 def test_export_to_an_unwritable_place_fails_before_the_work(model_dir, tmp_path, monkeypatch, out):
-    import digitlab.converters as converters
-    import digitlab.export as export
+    import digitlab.export.converters as converters
+    import digitlab.export.exporter as export
 
     def never(*args, **kwargs):
         raise AssertionError("converted although the destination cannot be written")
@@ -170,7 +170,7 @@ def test_export_to_an_unwritable_place_fails_before_the_work(model_dir, tmp_path
 
 
 def test_keras_export_needs_out_and_bad_options_are_user_errors(model_dir, tmp_path):
-    from digitlab.export import export_model
+    from digitlab.export.exporter import export_model
 
     with pytest.raises(ConfigError, match="--out is required"):
         export_model(model_dir, "keras")
@@ -191,10 +191,10 @@ def test_keras_export_needs_out_and_bad_options_are_user_errors(model_dir, tmp_p
 
 def test_augmentation_and_dropout_layers_do_not_block_export(tmp_path):
     """Layers that only act in training are left out of the exported graph."""
-    from digitlab import backend
-    from digitlab.config import Config
-    from digitlab.export import export_model, inference_model
-    from digitlab.runtimes import open_runner
+    from digitlab.config.settings import Config
+    from digitlab.export.exporter import export_model, inference_model
+    from digitlab.export.runtimes import open_runner
+    from digitlab.models import backend
 
     keras = backend.keras()
     backend.set_seed(1)
@@ -221,7 +221,7 @@ def test_augmentation_and_dropout_layers_do_not_block_export(tmp_path):
 
 
 def test_cli_export(model_dir, tmp_path, capsys):
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     out = tmp_path / "cli.tflite"
     with pytest.raises(SystemExit) as exit_info:
@@ -230,7 +230,7 @@ def test_cli_export(model_dir, tmp_path, capsys):
     text = capsys.readouterr().out
     assert f"wrote {out}" in text and "check vs Keras" in text
     assert out.is_file() and (tmp_path / "cli.tflite.json").is_file() and not (tmp_path / "config.json").exists()
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     assert open_runner(out).config.preset == "seed"  # from the export's own metadata
 
@@ -242,8 +242,8 @@ def test_cli_export(model_dir, tmp_path, capsys):
 
 def test_quantized_exports_of_the_tiny_model(model_dir, x1000, keras_probs):
     """Smaller files that still agree with the float model (fast smoke test; accuracy below)."""
-    from digitlab.export import export_model, read_metadata
-    from digitlab.runtimes import open_runner
+    from digitlab.export.exporter import export_model, read_metadata
+    from digitlab.export.runtimes import open_runner
 
     float_size = (model_dir / "model.keras").stat().st_size
     for fmt in ("onnx", "litert"):
@@ -261,9 +261,9 @@ def test_quantized_exports_of_the_tiny_model(model_dir, x1000, keras_probs):
 @pytest.mark.parametrize("fmt", ["onnx", "litert"])
 def test_quantized_accuracy_drop_on_the_pretrained_model(fmt, mnist, tmp_path):
     """int8 and float16: accuracy on all 10,000 test images within 0.1 points of float32."""
-    from digitlab.export import export_model
+    from digitlab.export.exporter import export_model
+    from digitlab.export.runtimes import open_runner
     from digitlab.preprocess import to_model_input
-    from digitlab.runtimes import open_runner
 
     model_dir = _copy_model(PRETRAINED, tmp_path / "pre")
     x, y = to_model_input(mnist.x_test), mnist.y_test
@@ -285,9 +285,9 @@ def test_the_shipped_onnx_model_is_current_and_matches_keras(x1000):
     """Prediction is fast out of the box only if pretrained/model.onnx is there and up to date."""
     if not (PRETRAINED / "model.keras").is_file():
         pytest.skip("pretrained model not shipped yet")
-    from digitlab.export import read_metadata, read_onnx_metadata, sha256_file
-    from digitlab.models import load_model
-    from digitlab.runtimes import choose_runtime, open_runner
+    from digitlab.export.exporter import read_metadata, read_onnx_metadata, sha256_file
+    from digitlab.export.runtimes import choose_runtime, open_runner
+    from digitlab.models.architectures import load_model
 
     onnx_file = PRETRAINED / "model.onnx"
     assert onnx_file.is_file(), "run: digitlab export src/digitlab/pretrained --format onnx"
@@ -308,7 +308,7 @@ def test_the_fitted_temperature_lands_in_config_json_metrics_and_every_export(ti
     """The tiny run (`digitlab run`, 1 epoch) was calibrated after training: config.json records its
     temperature and thresholds, metrics.json the fit and the test calibration, and every export's
     metadata (sidecar and, for ONNX, embedded) carries the same numbers."""
-    from digitlab.export import read_metadata, read_onnx_metadata
+    from digitlab.export.exporter import read_metadata, read_onnx_metadata
 
     config = json.loads((tiny_run / "config.json").read_text())
     metrics = json.loads((tiny_run / "metrics.json").read_text())

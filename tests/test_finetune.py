@@ -3,7 +3,7 @@ digits while MNIST replay keeps what it knew; before/after scores, re-calibratio
 
 The base model is trained here (seed CNN, 10,000 MNIST images, 2 epochs, calibrated like every
 run), so nothing depends on the shipped model's numbers; the writer's digits come from
-`digitlab.styles` (fine-tuned on its "train" pool, measured on its held-out "test" pool).
+`digitlab.data.styles` (fine-tuned on its "train" pool, measured on its held-out "test" pool).
 """
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from digitlab import finetune, styles
-from digitlab.config import make_config, parse_overrides
-from digitlab.datasets import DIGITS
+from digitlab.config.presets import FINETUNE_DEFAULTS
+from digitlab.config.settings import parse_overrides
+from digitlab.data import DIGITS, styles
 from digitlab.errors import ConfigError, DataError, ModelError
-from digitlab.presets import FINETUNE_DEFAULTS
+from digitlab.models import finetune
+from digitlab.pipeline import make_config
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     with pytest.raises(SystemExit) as info:
         main(list(args))
@@ -47,7 +48,7 @@ def held_out():
 
 
 def style_accuracy(model_dir: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from digitlab.predict import Predictor
+    from digitlab.predict.predictor import Predictor
 
     return float(np.mean(Predictor.load(str(model_dir), runtime="keras").probabilities(x).argmax(axis=1) == y))
 
@@ -85,7 +86,7 @@ def test_the_data_is_conformed_to_the_models_classes(base, tmp_path):
 
 
 def _two_class_model(weights: np.ndarray):
-    from digitlab import backend
+    from digitlab.models import backend
 
     keras = backend.keras()
     inputs = keras.Input((2,))
@@ -122,8 +123,8 @@ def test_the_forgetting_budget_blends_back_just_enough():
 @pytest.mark.slow
 def test_finetuning_learns_the_style_keeps_mnist_and_is_calibrated_again(base, held_out, tmp_path):
     from digitlab import train
-    from digitlab.calibration import model_temperature, temperature_layer
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
+    from digitlab.models.calibration import model_temperature, temperature_layer
 
     x_test, y_test = held_out
     before = style_accuracy(base, x_test, y_test)

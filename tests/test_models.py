@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from digitlab.config import make_config
+from digitlab.config.settings import make_config
 from digitlab.errors import DigitlabError
-from digitlab.models import PRESETS, build_model, count_params, describe_presets
+from digitlab.models.architectures import PRESETS, build_model, count_params, describe_presets
 from digitlab.preprocess import to_model_input
 
 
@@ -51,8 +51,8 @@ def test_shipped_pretrained_model_loads_and_scores(mnist):
     import json
     from importlib import resources
 
-    from digitlab.evaluate import evaluate_model
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
+    from digitlab.models.evaluate import evaluate_model
 
     folder = resources.files("digitlab") / "pretrained"
     model, config = load_model(str(folder))

@@ -1,4 +1,4 @@
-"""The generated non-digit sets (digitlab.nondigits): deterministic, fair, and two honest splits."""
+"""The generated non-digit sets (digitlab.data.nondigits): deterministic, fair, and two honest splits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from digitlab import nondigits as nd
+from digitlab.data import nondigits as nd
 from digitlab.preprocess import load_image, to_grayscale_ink
 
 N = 240  # 40 per category: about a second per split

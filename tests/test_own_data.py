@@ -18,7 +18,7 @@ CLASSES = ("bar", "cross", "ring")
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     with pytest.raises(SystemExit) as info:
         main(list(args))
@@ -58,7 +58,7 @@ def write_shapes(root: Path, n: int, seed: int = 0) -> Path:
 @pytest.fixture(scope="module")
 def shapes_run(tmp_path_factory):
     """`digitlab train --data shapes/ --preset seed`: a 3-class model trained from scratch."""
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     tmp = tmp_path_factory.mktemp("shapes")
     data = write_shapes(tmp / "shapes", 60)
@@ -126,7 +126,7 @@ def test_predict_answers_with_class_names(shapes_run, tmp_path, capsys):
 def test_export_and_serve_name_the_classes(shapes_run, tmp_path, capsys):
     from fastapi.testclient import TestClient
 
-    from digitlab.predict import Predictor
+    from digitlab.predict.predictor import Predictor
     from digitlab.server import create_app
 
     run, _ = shapes_run

@@ -76,12 +76,12 @@ def test_ctrl_c_before_the_first_epoch_leaves_no_directory(tmp_path):
 
 
 def test_ctrl_c_during_evaluation_keeps_the_trained_model_usable(tmp_path, monkeypatch):
-    import digitlab.evaluate
+    import digitlab.models.evaluate
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(digitlab.evaluate, "evaluate_model", interrupted)
+    monkeypatch.setattr(digitlab.models.evaluate, "evaluate_model", interrupted)
     result = run("seed", limit=1000, epochs=1, out=str(tmp_path), name="stopped", progress=False)
     assert result.interrupted and result.stopped_in == "evaluation"
     run_dir = tmp_path / "stopped"
@@ -116,7 +116,7 @@ def tiny_disk(tmp_path):
 
 
 def test_disk_full_during_a_checkpoint_is_one_clear_error_and_keeps_the_last_good_model(tiny_disk):
-    from digitlab.models import load_model
+    from digitlab.models.architectures import load_model
 
     with pytest.raises(StorageError) as info:
         train("seed", limit=2000, epochs=5, out=str(tiny_disk), name="full")
@@ -133,7 +133,7 @@ def test_disk_full_during_a_checkpoint_is_one_clear_error_and_keeps_the_last_goo
 def test_cli_disk_full_exits_2_with_one_line(tiny_disk):
     import sys
 
-    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "train", "--preset", "seed", "--limit", "2000",
+    proc = subprocess.run([sys.executable, "-m", "digitlab", "train", "--preset", "seed", "--limit", "2000",
                            "--epochs", "5", "--out", str(tiny_disk)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]

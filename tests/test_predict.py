@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from digitlab.cli import main
+from digitlab.cli.commands import main
 from digitlab.errors import ImageError
-from digitlab.predict import DigitPrediction, NumberPrediction, Predictor
+from digitlab.predict.predictor import DigitPrediction, NumberPrediction, Predictor
 
 PRETRAINED = Path(__file__).resolve().parents[1] / "src" / "digitlab" / "pretrained" / "model.keras"
 N = 300  # the first 300 test digits for each kind of image
@@ -289,7 +289,7 @@ def test_cli_and_api_give_identical_probabilities(capsys, files, model_path, pre
 
 
 def test_inputs_never_block_or_loop(tmp_path, monkeypatch, mnist):
-    from digitlab.inputs import expand_inputs
+    from digitlab.predict.inputs import expand_inputs
 
     d = tmp_path / "in"
     (d / "sub").mkdir(parents=True)
@@ -308,7 +308,7 @@ def test_inputs_never_block_or_loop(tmp_path, monkeypatch, mnist):
 
 
 def test_an_unreadable_directory_is_reported_as_such(tmp_path, monkeypatch):
-    from digitlab.inputs import expand_inputs
+    from digitlab.predict.inputs import expand_inputs
 
     locked = tmp_path / "locked"
     locked.mkdir()
@@ -327,17 +327,17 @@ def test_an_unreadable_directory_is_reported_as_such(tmp_path, monkeypatch):
 def test_cli_fifo_input_is_an_error_not_a_hang(tmp_path, model_path):
     fifo = tmp_path / "digit.png"
     os.mkfifo(fifo)
-    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", str(fifo), "--model", model_path],
+    proc = subprocess.run([sys.executable, "-m", "digitlab", "predict", str(fifo), "--model", model_path],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "a FIFO, not an image file" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_cli_closed_stdin(model_path):
-    proc = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", "-", "--model", model_path],
+    proc = subprocess.run([sys.executable, "-m", "digitlab", "predict", "-", "--model", model_path],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "empty file" in proc.stderr  # /dev/null: readable, 0 bytes
     # `digitlab predict - <&-`: the process starts with no file descriptor 0 at all.
-    closed = subprocess.run([sys.executable, "-m", "digitlab.cli", "predict", "-", "--model", model_path],
+    closed = subprocess.run([sys.executable, "-m", "digitlab", "predict", "-", "--model", model_path],
                             preexec_fn=lambda: os.close(0), capture_output=True,
                             text=True, timeout=120)
     assert closed.returncode == 1 and "standard input is closed" in closed.stderr, closed.stderr
@@ -345,13 +345,13 @@ def test_cli_closed_stdin(model_path):
 
 
 def test_annotation_keeps_only_a_display_size_copy(predictor, mnist):
-    from digitlab.predict import DISPLAY_SIDE
+    from digitlab.predict.predictor import DISPLAY_SIDE
 
     big = Image.fromarray(255 - mnist.x_test[0]).resize((6000, 4000), Image.Resampling.BILINEAR)
     (outcome,) = list(predictor.predict_stream([big], keep_image=True))
     assert max(outcome.image.size) == DISPLAY_SIDE and outcome.image_scale == pytest.approx(DISPLAY_SIDE / 6000)
     assert outcome.result.label == 7
-    from digitlab.present import annotate_image
+    from digitlab.predict.present import annotate_image
 
     drawn = annotate_image(outcome.image, outcome.result, outcome.image_scale)
     assert drawn.size == outcome.image.size

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from digitlab.predict import Predictor
+from digitlab.predict.predictor import Predictor
 
 N = 300  # the first 300 test digits for each kind
 

@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from digitlab.config import Config, make_config
+from digitlab.config.settings import Config, make_config
 from digitlab.errors import ConfigError
-from digitlab.models import PRESETS, build_model, describe_presets
+from digitlab.models.architectures import PRESETS, build_model, describe_presets
 
 
 def _tiny_splits(mnist, n: int = 256):
-    from digitlab.training import make_splits
+    from digitlab.models.training import make_splits
 
     cfg = make_config("seed", limit=n)
     return make_splits(cfg, mnist)
@@ -21,7 +21,7 @@ def _tiny_splits(mnist, n: int = 256):
 
 @pytest.mark.parametrize("preset", [p for p in PRESETS if p != "ensemble"])
 def test_each_preset_builds_and_trains_a_few_steps(preset, mnist, tmp_path):
-    from digitlab.training import train
+    from digitlab.models.training import train
 
     config = make_config(preset, limit=256, epochs=1, batch_size=64, out=str(tmp_path))
     result = train(config, _tiny_splits(mnist), tmp_path, progress=False)
@@ -36,7 +36,7 @@ def test_each_preset_builds_and_trains_a_few_steps(preset, mnist, tmp_path):
 def test_presets_are_listed_by_the_cli():
     from typer.testing import CliRunner
 
-    from digitlab.cli import app
+    from digitlab.cli.commands import app
 
     runner = CliRunner()
     listed = runner.invoke(app, ["presets"])
@@ -62,8 +62,8 @@ def test_seed_preset_stays_the_tutorial():
 
 def test_fast_preset_learns_in_two_epochs(mnist, tmp_path):
     """The `fast` recipe as shipped (bfloat16, 2 epochs, OneCycle) on 6,000 images; scored on MNIST test digits."""
-    from digitlab.evaluate import predict_proba
-    from digitlab.training import make_splits, train
+    from digitlab.models.evaluate import predict_proba
+    from digitlab.models.training import make_splits, train
 
     config = make_config("fast", limit=6000, out=str(tmp_path))
     assert config.precision == "mixed_bfloat16" and config.epochs == 2
@@ -75,10 +75,10 @@ def test_fast_preset_learns_in_two_epochs(mnist, tmp_path):
 
 def test_bfloat16_training_saves_an_exact_float32_model(mnist, tmp_path):
     """Mixed-precision training, float32 model on disk: loading and ONNX export (parity-checked) are exact."""
-    from digitlab.export import export_model
-    from digitlab.models import load_model
-    from digitlab.runtimes import open_runner
-    from digitlab.training import train
+    from digitlab.export.exporter import export_model
+    from digitlab.export.runtimes import open_runner
+    from digitlab.models.architectures import load_model
+    from digitlab.models.training import train
 
     config = make_config("fast", limit=512, epochs=1, batch_size=64, out=str(tmp_path))
     config.save(tmp_path)
@@ -121,7 +121,7 @@ def test_schedules_and_weight_decay_build_keras_optimizers():
 
 
 def test_augmentation_runs_in_the_stream_not_in_the_model(mnist, tmp_path):
-    from digitlab.training import _train_stream, train
+    from digitlab.models.training import _train_stream, train
 
     splits = _tiny_splits(mnist)
     # The stream changes the images (and is repeatable for a seed) ...
@@ -141,8 +141,8 @@ def test_augmentation_runs_in_the_stream_not_in_the_model(mnist, tmp_path):
 
 
 def test_ensemble_probabilities_are_the_members_mean(mnist, tmp_path):
-    from digitlab.models import load_model
-    from digitlab.training import train
+    from digitlab.models.architectures import load_model
+    from digitlab.models.training import train
 
     config = make_config("ensemble", members=2, limit=256, epochs=1, batch_size=64)
     result = train(config, _tiny_splits(mnist), tmp_path, progress=False)
@@ -160,8 +160,8 @@ def test_ensemble_probabilities_are_the_members_mean(mnist, tmp_path):
     assert len(result.history["loss"]) == 1
 
     # The same interfaces as a single model: ONNX export (with its parity check) and the Predictor.
-    from digitlab.export import export_model
-    from digitlab.predict import Predictor
+    from digitlab.export.exporter import export_model
+    from digitlab.predict.predictor import Predictor
 
     artifact = export_model(tmp_path, "onnx")
     assert artifact.is_file()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from digitlab import plots, report
+from digitlab.report import figures as plots
+from digitlab.report import sections as report
 
 SECTION_IDS = ["summary", "data", "model", "training", "evaluation", "predictions", "timings", "config",
                "reproduce"]
@@ -245,7 +246,7 @@ def test_pipeline_extras(tmp_path, figures):
 
 
 def test_calibration_in_the_evaluation_section(tmp_path, figures):
-    from digitlab.calibration_plots import CALIBRATION_FIGURES
+    from digitlab.report.calibration_figures import CALIBRATION_FIGURES
 
     fig_dir = tmp_path / "figs"
     extra = {info.name: make_png(fig_dir / info.name, "orange") for info in CALIBRATION_FIGURES}

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from digitlab.errors import ModelError
-from digitlab.runs import atomic_path, atomic_write_text, check_writable_dir, new_run_dir, resolve_run, set_latest
+from digitlab.files.atomic import atomic_path, atomic_write_text, check_writable_dir
+from digitlab.runs.directories import new_run_dir, resolve_run, set_latest
 
 
 def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
@@ -91,7 +92,7 @@ def test_output_folders_are_not_created_with_their_parents(tmp_path):
                                              ("{tmp}/missing/x.onnx", "does not exist"),
                                              ("{tmp}/file/x.onnx", "is not a directory")])
 def test_output_paths_are_checked_before_any_work(tmp_path, target, message):
-    from digitlab.runs import check_output_path
+    from digitlab.files.atomic import check_output_path
 
     (tmp_path / "file").write_text("x")
     with pytest.raises(ModelError, match=message):
@@ -100,7 +101,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, target, message):
 
 
 def test_damaged_run_json_is_a_clear_error(tmp_path):
-    from digitlab.runs import read_json
+    from digitlab.files.atomic import read_json
 
     (tmp_path / "m.json").write_text('{"test_accuracy": 0.9')
     with pytest.raises(ModelError, match="m.json: damaged JSON"):

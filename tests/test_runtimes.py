@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def model_dir(tiny_run, tmp_path_factory):
     """A copy of the tiny run with model.onnx and model.tflite exported beside model.keras."""
-    from digitlab.export import export_model
+    from digitlab.export.exporter import export_model
 
     d = tmp_path_factory.mktemp("runtimes") / "tiny"
     d.mkdir()
@@ -40,7 +40,7 @@ def x(mnist):
 
 
 def test_auto_prefers_onnx_and_explicit_runtimes_work(model_dir, x):
-    from digitlab.runtimes import RUNTIMES, choose_runtime, open_runner
+    from digitlab.export.runtimes import RUNTIMES, choose_runtime, open_runner
 
     assert set(RUNTIMES) == {"keras", "onnx", "litert"}
     assert choose_runtime(model_dir) == "onnx"
@@ -60,7 +60,7 @@ def test_auto_prefers_onnx_and_explicit_runtimes_work(model_dir, x):
 
 
 def test_auto_falls_back_to_keras_without_onnx_or_with_a_stale_one(model_dir, tmp_path):
-    from digitlab.runtimes import choose_runtime
+    from digitlab.export.runtimes import choose_runtime
 
     d = tmp_path / "m"
     shutil.copytree(model_dir, d)
@@ -76,7 +76,7 @@ def test_auto_falls_back_to_keras_without_onnx_or_with_a_stale_one(model_dir, tm
 
 
 def test_litert_batches_of_any_size(model_dir, x):
-    from digitlab.runtimes import LiteRTRunner, OnnxRunner
+    from digitlab.export.runtimes import LiteRTRunner, OnnxRunner
 
     lite, ref = LiteRTRunner(model_dir / "model.tflite"), OnnxRunner(model_dir / "model.onnx")
     lite.max_batch = 128  # force chunking on 300 images
@@ -88,7 +88,7 @@ def test_runners_are_safe_to_share_between_threads(model_dir, x):
     """The web server calls one runner from several threads at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from digitlab.runtimes import LiteRTRunner, OnnxRunner
+    from digitlab.export.runtimes import LiteRTRunner, OnnxRunner
 
     ref = OnnxRunner(model_dir / "model.onnx")(x)
     for runner in (LiteRTRunner(model_dir / "model.tflite"), OnnxRunner(model_dir / "model.onnx")):
@@ -101,7 +101,7 @@ def test_runners_are_safe_to_share_between_threads(model_dir, x):
 
 
 def test_runtime_and_file_mismatches_are_clear_errors(model_dir, tmp_path):
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     with pytest.raises(ModelError, match="unknown runtime"):
         open_runner(model_dir, "tensorrt")
@@ -118,7 +118,7 @@ def test_runtime_and_file_mismatches_are_clear_errors(model_dir, tmp_path):
 @pytest.mark.parametrize("name", ["model.onnx", "model.tflite"])
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "flipped"])
 def test_corrupted_or_truncated_files_give_a_clear_error(model_dir, tmp_path, name, damage):
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     data = (model_dir / name).read_bytes()
     bad = {"truncated": data[: len(data) // 2], "garbage": os.urandom(4096), "empty": b"",
@@ -139,7 +139,7 @@ def test_corrupted_or_truncated_files_give_a_clear_error(model_dir, tmp_path, na
 
 
 def test_threads_setting(monkeypatch):
-    from digitlab.runtimes import default_threads
+    from digitlab.export.runtimes import default_threads
 
     monkeypatch.setenv("DIGITLAB_THREADS", "3")
     assert default_threads() == 3
@@ -164,7 +164,7 @@ def test_prediction_without_tensorflow(model_dir, runtime):
     out = _run_child(f"""
         import sys
         import numpy as np
-        from digitlab.runtimes import open_runner
+        from digitlab.export.runtimes import open_runner
         runner = open_runner({str(model_dir)!r}, {runtime!r})
         p = runner(np.zeros((2, 28, 28, 1), np.float32))
         assert p.shape == (2, 10), p.shape
@@ -176,13 +176,13 @@ def test_prediction_without_tensorflow(model_dir, runtime):
 
 
 def test_predictor_without_tensorflow(model_dir, mnist):
-    if not (Path(__file__).parents[1] / "src" / "digitlab" / "predict.py").is_file():
+    if not (Path(__file__).parents[1] / "src" / "digitlab" / "predict" / "predictor.py").is_file():
         pytest.skip("digitlab.predict is not there yet")
     np.save(model_dir.parent / "one.npy", mnist.x_test[:1])
     out = _run_child(f"""
         import sys
         import numpy as np
-        from digitlab.predict import Predictor
+        from digitlab.predict.predictor import Predictor
         predictor = Predictor.load({str(model_dir)!r}, runtime="onnx")
         result = predictor.predict(np.load({str(model_dir.parent / "one.npy")!r})[0])
         print(predictor.runner.name, "tensorflow" in sys.modules, "keras" in sys.modules)
@@ -217,8 +217,8 @@ def test_serving_without_tensorflow(model_dir, mnist):
 
 def _keras_model_dir(tmp_path, name, build):
     """A model directory holding `build(keras)` as model.keras and a seed config."""
-    from digitlab import backend
-    from digitlab.config import make_config
+    from digitlab.config.settings import make_config
+    from digitlab.models import backend
 
     keras = backend.keras()
     folder = tmp_path / name
@@ -243,7 +243,7 @@ def _dense(keras, shape=(28, 28, 1), units=10, activation="softmax", outputs=1):
     ("two_outputs", lambda k: _dense(k, outputs=2), "2 outputs"),
 ])
 def test_keras_runner_holds_models_to_the_contract(tmp_path, name, build, message):
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     folder = _keras_model_dir(tmp_path, name, build)
     with pytest.raises(ModelError, match=message):
@@ -251,7 +251,7 @@ def test_keras_runner_holds_models_to_the_contract(tmp_path, name, build, messag
 
 
 def test_a_model_that_outputs_nan_is_an_error_not_an_answer(tmp_path):
-    from digitlab.runtimes import open_runner
+    from digitlab.export.runtimes import open_runner
 
     def nan_model(keras):
         model = _dense(keras)
@@ -268,8 +268,8 @@ def test_onnx_runner_refuses_a_logits_model(tmp_path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from digitlab.config import make_config
-    from digitlab.runtimes import open_runner
+    from digitlab.config.settings import make_config
+    from digitlab.export.runtimes import open_runner
 
     rng = np.random.default_rng(0)
     w = numpy_helper.from_array(rng.normal(0, 1, (784, 10)).astype(np.float32), "w")
@@ -294,12 +294,12 @@ def test_calibration_survives_export_in_every_runtime(model_dir, mnist):
     decisions (uncertain, not a digit, no digit) on every runtime."""
     from PIL import Image
 
-    from digitlab.artifacts import read_metadata
-    from digitlab.calibration import apply_temperature, model_temperature, without_temperature
-    from digitlab.models import load_model
-    from digitlab.nondigits import generate
-    from digitlab.predict import Predictor
+    from digitlab.data.nondigits import generate
+    from digitlab.models.architectures import load_model
+    from digitlab.models.calibration import apply_temperature, model_temperature, without_temperature
+    from digitlab.predict.predictor import Predictor
     from digitlab.preprocess import to_model_input
+    from digitlab.runs.artifacts import read_metadata
 
     model, config = load_model(model_dir)
     assert config.temperature is not None and model_temperature(model) == pytest.approx(config.temperature)
@@ -324,7 +324,7 @@ def test_calibration_survives_export_in_every_runtime(model_dir, mnist):
         answers[runtime] = predictor.predict_many(images)
     flags = {rt: [(r.label, r.uncertain, r.not_digit, r.no_digit) for r in rs] for rt, rs in answers.items()}
     # float differences (~1e-6) may only flip an answer that sits on a threshold
-    from digitlab.ood import not_digit_score
+    from digitlab.models.ood import not_digit_score
 
     near = [bool(r.probabilities) and (abs(r.confidence - config.uncertain_below) < 1e-4 or
                                        abs(not_digit_score([r.probabilities])[0] - config.not_digit_above) < 1e-4)
@@ -339,8 +339,8 @@ def test_calibration_survives_export_in_every_runtime(model_dir, mnist):
 def test_a_keras_only_model_without_tensorflow_is_a_model_error(tmp_path, monkeypatch):
     """The slim serving image has no TensorFlow: a directory holding only model.keras is refused
     in one line that says what to do (export to ONNX), not with a ModuleNotFoundError."""
-    from digitlab import runtimes
     from digitlab.errors import ModelError
+    from digitlab.export import runtimes
 
     shutil.copy(Path(runtimes.__file__).parent / "pretrained" / "model.keras", tmp_path / "model.keras")
     real_find_spec = runtimes.importlib.util.find_spec

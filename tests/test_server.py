@@ -279,7 +279,7 @@ def test_real_uvicorn_process(model, samples):
 def test_serve_refuses_a_busy_port(capsys):
     import socket
 
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -314,7 +314,7 @@ class FakePredictor:
                 raise ZeroDivisionError(f"bug in the model call for {name}")
         if self.real:
             return self.real.finish(prepared)
-        from digitlab.predict import no_digit
+        from digitlab.predict.predictor import no_digit
 
         return [no_digit(p) for p in prepared]
 

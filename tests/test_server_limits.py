@@ -190,7 +190,7 @@ def test_kept_alive_connection_still_serves_several_requests(server):
 def test_serve_refuses_bad_options(option, value, capsys, monkeypatch):
     import uvicorn
 
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("started serving despite a bad option"))
     with pytest.raises(SystemExit) as exc:

@@ -1,4 +1,4 @@
-"""The generated handwriting style (`digitlab.styles`): seeded, disjoint pools, every digit, the
+"""The generated handwriting style (`digitlab.data.styles`): seeded, disjoint pools, every digit, the
 prediction path, and hard for the shipped model (the premise of issue 13's fine-tuning measurement)."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitlab import styles
+from digitlab.data import styles
 from digitlab.preprocess import find_digit, normalize_digit
 
 
@@ -50,7 +50,7 @@ def test_the_strokes_of_each_digit_differ():
 
 
 def test_write_folder_makes_an_image_folder_for_data(tmp_path):
-    from digitlab.datasets import DIGITS, load_dataset
+    from digitlab.data import DIGITS, load_dataset
 
     styles.write_folder(tmp_path / "mine", 3, pool="train", seed=1, digits=[0, 1, 6])
     assert sorted(p.name for p in (tmp_path / "mine" / "6").iterdir()) == [
@@ -72,7 +72,7 @@ def test_bad_arguments_are_refused():
 def test_the_shipped_model_misreads_this_writer(tmp_path):
     """The premise of the fine-tuning measurement: slashed 0s, flagged 1s and open 6s are mostly
     wrong for the shipped model (benchmarks/bench_style.py has the full table)."""
-    from digitlab.predict import Predictor
+    from digitlab.predict.predictor import Predictor
 
     x, y = styles.generate(20, pool="test", seed=0)
     pred = Predictor.load().probabilities(x).argmax(axis=1)

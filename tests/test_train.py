@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.model_selection import train_test_split
 
-from digitlab.config import make_config
-from digitlab.evaluate import evaluate_model
-from digitlab.models import load_model
-from digitlab.training import make_splits, train
+from digitlab.config.settings import make_config
+from digitlab.models.architectures import load_model
+from digitlab.models.evaluate import evaluate_model
+from digitlab.models.training import make_splits, train
 
 
 def test_splits_follow_the_tutorial(mnist):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from digitlab.config import Config
-from digitlab.predict import DigitPrediction, NumberPrediction, Predictor, _Prepared
-from digitlab.present import CSV_HEADER, Printer, csv_row, record, table_row
+from digitlab.config.settings import Config
+from digitlab.predict.predictor import DigitPrediction, NumberPrediction, Predictor, _Prepared
+from digitlab.predict.present import CSV_HEADER, Printer, csv_row, record, table_row
 
 UNIFORM = np.full(10, 0.1, np.float32)
 
@@ -96,7 +96,7 @@ def test_not_a_digit_and_uncertain_come_from_the_models_own_thresholds(digit):
 
 
 def test_the_cli_outputs_show_not_a_digit(digit):
-    from digitlab.predict import Outcome
+    from digitlab.predict.predictor import Outcome
 
     r = Predictor(Runner(UNIFORM, not_digit_above=0.9)).finish([_prepared(digit)])[0]
     out = Outcome("x.png", r)
@@ -130,7 +130,7 @@ def test_the_rest_api_shows_not_a_digit(digit):
 
 def test_the_cli_json_shows_not_a_digit(tiny_run, tmp_path, digit, capsys):
     """`digitlab predict --json` with a real model whose config says everything is not a digit."""
-    from digitlab.cli import main
+    from digitlab.cli.commands import main
 
     model = tmp_path / "m"
     model.mkdir()
@@ -149,7 +149,7 @@ def test_the_cli_json_shows_not_a_digit(tiny_run, tmp_path, digit, capsys):
 
 
 def test_printer_table_lists_the_flag(digit, capsys):
-    from digitlab.predict import Outcome
+    from digitlab.predict.predictor import Outcome
 
     r = Predictor(Runner(UNIFORM, not_digit_above=0.9)).finish([_prepared(digit)])[0]
     with Printer("table") as printer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from digitlab.config import Config, make_config
+from digitlab.config.settings import Config, make_config
 from digitlab.errors import ConfigError
 
 
@@ -21,7 +21,7 @@ def test_recipe_fields_are_off_by_default_and_checked():
 
 
 def test_outlier_batches_carry_uniform_targets_and_the_weighted_objective():
-    from digitlab.ood import mix_outliers
+    from digitlab.models.ood import mix_outliers
 
     images = np.zeros((8, 28, 28, 1), np.float32)
     labels = np.eye(10, dtype=np.float32)[[0, 1, 2, 3, 4, 5, 6, 7]]
@@ -42,7 +42,7 @@ def test_outlier_batches_carry_uniform_targets_and_the_weighted_objective():
 
 
 def test_corruptions_degrade_a_share_and_stay_in_range(mnist):
-    from digitlab.augment import corrupt_batch
+    from digitlab.models.augment import corrupt_batch
 
     x = (mnist.x_test[:400, :, :, None] / 255.0).astype(np.float32)
     none = np.asarray(corrupt_batch(x, 0, seed=1, share=0.0))
@@ -58,7 +58,7 @@ def test_corruptions_degrade_a_share_and_stay_in_range(mnist):
 
 
 def test_rendered_digits_are_read_back_like_users_files(mnist):
-    from digitlab.ood import rendered_digits
+    from digitlab.models.ood import rendered_digits
     from digitlab.preprocess import to_model_input
 
     x = mnist.x_test[:60]

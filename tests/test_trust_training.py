@@ -29,7 +29,7 @@ def exposed(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(exposed):
-    from digitlab.predict import Predictor
+    from digitlab.predict.predictor import Predictor
 
     return Predictor.load(exposed, runtime="keras")
 
@@ -53,8 +53,8 @@ def test_held_out_non_digits_score_as_not_digits_and_digits_do_not(predictor, mn
     """The not-a-digit score (normalised entropy) separates held-out non-digits (fonts and shapes never
     trained on) from digits. A model trained on digits alone is sure of itself on most non-digits
     (the shipped one scores 0.23 on average on these), so a mean above 0.5 is outlier exposure's doing."""
-    from digitlab.nondigits import generate
-    from digitlab.ood import not_digit_score
+    from digitlab.data.nondigits import generate
+    from digitlab.models.ood import not_digit_score
 
     def scores(images):
         return not_digit_score([r.probabilities for r in predictor.predict_many(images) if r.probabilities])

@@ -11,32 +11,75 @@ imports TensorFlow (only training, evaluation and the Keras runtime do).
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
 from typing import Any
 
 __version__ = "0.1.0"
 
-# name -> (module, attribute): the public facade, resolved lazily by __getattr__.
+
+def lazy_exports(package: str, facade: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """`__getattr__` and `__dir__` for a package whose names (name -> module) load on first use.
+
+    Every package facade uses this, so `import digitlab.x` stays cheap: nothing under it is
+    imported until one of its names is read.
+    """
+
+    def __getattr__(name: str) -> Any:
+        try:
+            module = facade[name]
+        except KeyError:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}") from None
+        return getattr(importlib.import_module(module), name)
+
+    def __dir__() -> list[str]:
+        return sorted(facade)
+
+    return __getattr__, __dir__
+
+
+# Module paths of digitlab 0.2 that docs/api.md named, kept importable after the move into
+# packages (`import digitlab.inputs` is `digitlab.predict.inputs`); the others moved without one.
+MOVED_MODULES = {
+    "digitlab.datasets": "digitlab.data",
+    "digitlab.inputs": "digitlab.predict.inputs",
+    "digitlab.present": "digitlab.predict.present",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers an old module path with the module at its new place (the same module object)."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        return importlib.util.spec_from_loader(name, self) if name in MOVED_MODULES else None
+
+    def create_module(self, spec: Any) -> Any:
+        return importlib.import_module(MOVED_MODULES[spec.name])
+
+    def exec_module(self, module: Any) -> None:
+        pass
+
+
+if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+    sys.meta_path.append(_MovedModules())
+
+# The public facade: name -> the module that defines it.
 _FACADE = {
-    "Predictor": ("digitlab.predict", "Predictor"),
-    "Config": ("digitlab.config", "Config"),
-    "make_config": ("digitlab.config", "make_config"),
-    "load_mnist": ("digitlab.data", "load_mnist"),
-    "load_mnist_data": ("digitlab.data", "load_mnist_data"),
-    "train": ("digitlab.pipeline", "train"),
-    "run": ("digitlab.pipeline", "run"),
-    "evaluate_run": ("digitlab.pipeline", "evaluate_run"),
-    "export_model": ("digitlab.export", "export_model"),
-    "DigitlabError": ("digitlab.errors", "DigitlabError"),
+    "Predictor": "digitlab.predict.predictor",
+    "Config": "digitlab.config.settings",
+    "make_config": "digitlab.pipeline",
+    "load_mnist": "digitlab.data.mnist",
+    "load_mnist_data": "digitlab.data.mnist",
+    "train": "digitlab.pipeline",
+    "run": "digitlab.pipeline",
+    "evaluate_run": "digitlab.pipeline",
+    "export_model": "digitlab.export.exporter",
+    "DigitlabError": "digitlab.errors",
 }
 __all__ = ["__version__", *_FACADE]
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module, attribute = _FACADE[name]
-    except KeyError:
-        raise AttributeError(f"module 'digitlab' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(module), attribute)
+__getattr__, _dir = lazy_exports(__name__, _FACADE)
 
 
 def __dir__() -> list[str]:

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config
-from .errors import ConfigError, ModelError
-from .layout import FIGURES_DIR, HISTORY_JSON, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, TIMINGS_FILE
-from .rundata import load_data, spec_of
-from .runs import atomic_write_json, atomic_write_text, new_run_dir, read_json, resolve_run, set_latest
+from .config.settings import Config
+from .errors import ModelError
+from .files.atomic import atomic_write_json, atomic_write_text, read_json
+from .files.layout import FIGURES_DIR, HISTORY_JSON, METRICS_FILE, MODEL_FILE, SUMMARY_FILE, TIMINGS_FILE
+from .runs.directories import new_run_dir, resolve_run, set_latest
+from .runs.rundata import load_data
 
 Log = Callable[[str], None]
 
@@ -65,7 +66,7 @@ def _quiet(msg: str) -> None:
 
 def environment() -> dict[str, Any]:
     """Versions and machine facts, so numbers in a report can be compared (no local paths)."""
-    from . import backend
+    from .models import backend
 
     tf = backend.tensorflow()
     keras = backend.keras()
@@ -88,9 +89,10 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
                         figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
     """Evaluate `model` on the test set and write the summary and metrics, then
     (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
-    from . import calibration_plots, plots, report
-    from .evaluate import evaluate_model
-    from .models import count_params, summary_text
+    from .models.architectures import count_params, summary_text
+    from .models.evaluate import evaluate_model
+    from .report import calibration_figures, sections
+    from .report import figures as plots
 
     log("evaluating on the test set")
     with timer("evaluate"):
@@ -108,11 +110,11 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
             run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes,
         ))
-        figures.update(calibration_plots.calibration_figures(ev.probs, data.y_test, run_dir / FIGURES_DIR,
+        figures.update(calibration_figures.calibration_figures(ev.probs, data.y_test, run_dir / FIGURES_DIR,
                                                              uncertain_below=config.uncertain_below))
     log("writing the report")
     with timer("report"):
-        report_path = report.write_report(
+        report_path = sections.write_report(
             run_dir, config=config.to_dict(), metrics=metrics, history=history, model_summary=summary,
             figures=figures, timings=timer.timings, command=command, data_source=data.source,
             extra={"environment": environment()},
@@ -126,8 +128,8 @@ def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path
     calibrated model saved as the run's model and the config (with them) as its config.json.
     The model is written first: until the config names the thresholds, Predictor keeps its
     defaults, which suit a calibrated model too."""
-    from .calibration import calibrate_model
-    from .training import save_model
+    from .models.calibration import calibrate_model
+    from .models.training import save_model
 
     model, config, summary = calibrate_model(model, config, x_val, y_val)
     save_model(model, run_dir / MODEL_FILE)
@@ -135,9 +137,24 @@ def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path
     return model, config, summary
 
 
+def make_config(preset: str | None = None, **overrides: Any) -> Config:
+    """Config for `preset` (default "seed"): defaults, then the preset's own, then `overrides` (validated).
+
+    With `init=MODEL` among the overrides it is a fine-tuning config instead (`finetune.finetune_config`):
+    the architecture, classes and preprocessing of MODEL, the fine-tuning defaults, then `overrides`;
+    a `preset` other than MODEL's is an error.
+    """
+    if overrides.get("init") is not None:
+        from .models.finetune import finetune_config
+
+        return finetune_config(overrides.pop("init"), preset=preset, **overrides)
+    from .config.settings import make_config as training_config
+
+    return training_config(preset, **overrides)
+
+
 def _as_config(config: Config | str | None, overrides: dict[str, Any]) -> Config:
-    from .config import make_config
-    from .presets import DEFAULT_PRESET
+    from .config.presets import DEFAULT_PRESET
 
     if isinstance(config, Config):
         return config.replace(**overrides) if overrides else config
@@ -171,11 +188,12 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
     one line per phase and, without a progress bar, per epoch. `callbacks`
     go to Keras' fit.
     """
-    from . import finetune, plots
-    from .backend import device_name
-    from .runs import check_writable_dir
-    from .training import make_splits
-    from .training import train as train_model
+    from .files.atomic import check_writable_dir
+    from .models import finetune
+    from .models.backend import device_name
+    from .models.training import make_splits
+    from .models.training import train as train_model
+    from .report import figures as plots
 
     config = _as_config(config, overrides)
     say = log or _quiet
@@ -208,7 +226,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
                 figures.update(plots.explore_figures(data.x_train, data.y_train, data.y_test,
                                                      run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes))
         if config.init is not None:
-            from .artifacts import model_id
+            from .runs.artifacts import model_id
 
             with timer("finetune_before"):
                 initial, init_file = finetune.load_init(config)
@@ -297,7 +315,7 @@ def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None
 
     The test set is the run's own data's (`config.data`, the same seeded split), unless `data`
     (a `--data` spec) or `data_dir` (MNIST files) names another; its classes must be the model's."""
-    from .models import load_model
+    from .models.architectures import load_model
 
     say = log or _quiet
     timer = _Timer()
@@ -330,9 +348,9 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
                   command: str = "digitlab (Python API): calibrate_run", log: Log | None = None) -> RunResult:
     """Calibrate a trained run (default: the latest) as `run` does after training, then
     re-evaluate it: for models trained before calibration existed, or to re-fit it."""
-    from . import finetune
-    from .models import load_model
-    from .training import make_splits
+    from .models import finetune
+    from .models.architectures import load_model
+    from .models.training import make_splits
 
     say = log or _quiet
     run_dir = resolve_run(run, out)
@@ -346,66 +364,3 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
     _, _, summary = _calibrate(model, config, splits.x_val, splits.y_val, run_dir)
     atomic_write_json(run_dir / METRICS_FILE, {**old, "calibration_fit": summary})
     return evaluate_run(run_dir, command=command, log=log)
-
-
-def explore(out: str | os.PathLike, *, data_dir: str | None = None, download: bool = False,
-            seed: int = 0, data: str | None = None) -> tuple[dict[str, list[int]], dict[str, Path], str]:
-    """The data-exploration figures in `out`: (class counts per split, figure paths, data source).
-
-    `data` is a `--data` spec (default: MNIST; `data_dir`: MNIST's files); the counts' keys
-    "train" and "test" follow, and "classes" names them."""
-    from . import plots
-    from .datasets import load_dataset
-    from .runs import check_writable_dir
-
-    out_dir = check_writable_dir(out)
-    dataset = load_dataset(spec_of(data, data_dir), download=download)
-    counts = {"train": dataset.class_counts("train"), "test": dataset.class_counts("test"),
-              "classes": list(dataset.classes)}
-    figures = plots.explore_figures(dataset.x_train, dataset.y_train, dataset.y_test, out_dir, seed=seed,
-                                    classes=dataset.classes)
-    return counts, figures, dataset.source
-
-
-@dataclass(frozen=True)
-class ShownImage:
-    """One test image and the model's answer for it (`digitlab show`)."""
-
-    index: int
-    true: int
-    predicted: int
-    confidence: float
-    top3: tuple[tuple[int, float], ...]
-    figure: Path | None = None
-    classes: tuple[str, ...] = ()  # the model's class names (labels are indices into them)
-
-
-def show_test_image(run: str | os.PathLike | None = None, *, out: str | None = None, index: int | None = None,
-                    seed: int | None = None, save: str | os.PathLike | None = None) -> ShownImage:
-    """Predict one test image of a run's data (MNIST unless it was trained on other data) with its
-    model (random unless `index`); optionally save the figure."""
-    import numpy as np
-
-    from .evaluate import predict_proba
-    from .models import load_model
-    from .runs import check_output_path
-
-    if save is not None:
-        check_output_path(save)  # before loading anything
-    run_dir = resolve_run(run, out)
-    model, config = load_model(run_dir)
-    data = load_data(config)
-    n = len(data.x_test)
-    if index is None:
-        index = int(np.random.default_rng(seed).integers(n))
-    elif not 0 <= index < n:
-        raise ConfigError(f"--index must be between 0 and {n - 1} (got {index})")
-    probs = predict_proba(model, data.x_test[index:index + 1], scale=config.scale)[0]
-    pred, true = int(probs.argmax()), int(data.y_test[index])
-    top = tuple((int(c), float(probs[c])) for c in np.argsort(probs)[::-1][:3])
-    figure = None
-    if save is not None:
-        from .plots import plot_random_prediction
-
-        figure = plot_random_prediction(data.x_test[index], true, probs, Path(save), classes=config.classes)
-    return ShownImage(index, true, pred, float(probs[pred]), top, figure, tuple(config.classes))

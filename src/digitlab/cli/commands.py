@@ -17,12 +17,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import __version__
-from .cli_options import DATA_DIR_HELP, DATA_HELP, RUNS_HELP, fill_metavars, training_config, with_training_options
-from .cli_output import print_class_counts, print_run_summary, say, usage_error_line
-from .errors import DigitlabError
-from .layout import default_runs_dir
-from .server import settings as serving  # light (no FastAPI): the serve defaults live there
+from .. import __version__
+from ..errors import DigitlabError
+from ..files.layout import default_runs_dir
+from ..server import settings as serving  # light (no FastAPI): the serve defaults live there
+from .options import DATA_DIR_HELP, DATA_HELP, RUNS_HELP, fill_metavars, training_config, with_training_options
+from .output import print_class_counts, print_run_summary, say, usage_error_line
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
@@ -56,13 +56,13 @@ def _main(
                                           help="Show the version and exit.")] = False,
 ) -> None:
     if verbose:
-        from .backend import VERBOSE_ENV
+        from ..models.backend import VERBOSE_ENV
 
         os.environ[VERBOSE_ENV] = "1"
 
 
 def _training_job(ctx: typer.Context, options: dict[str, Any], *, full_report: bool) -> None:
-    from .pipeline import run as run_pipeline
+    from ..pipeline import run as run_pipeline
 
     config = training_config(options)
     result = run_pipeline(config, command=_command_line(ctx), full_report=full_report, log=say)
@@ -103,7 +103,7 @@ def evaluate(ctx: typer.Context, run: RunArg = None, out: RunsOpt = None, data: 
         "--data", "-d", metavar="SPEC", help="Test on this data's test split instead of the run's own (same "
         "classes as the model).")] = None, data_dir: DataDirOpt = None) -> None:
     """Evaluate a saved run on the test set and (re)write its metrics, figures and report."""
-    from .pipeline import evaluate_run
+    from ..pipeline import evaluate_run
 
     result = evaluate_run(run, out=out, data=data, data_dir=data_dir, command=_command_line(ctx))
     print_run_summary(result, what="Evaluation")
@@ -118,7 +118,7 @@ def explore(
     seed: Annotated[int, typer.Option(help="Seed for the random-sample grid.", metavar="N")] = 0,
 ) -> None:
     """Look at the data: counts per class and the exploration figures."""
-    from .pipeline import explore as explore_data
+    from ..report.explore import explore as explore_data
 
     counts, figures, source = explore_data(out, data=data, data_dir=data_dir, download=download, seed=seed)
     say(f"{sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
@@ -137,7 +137,7 @@ def show(
                                                 metavar="PNG")] = None,
 ) -> None:
     """Predict one test image (random by default): true label, predicted label, confidence."""
-    from .pipeline import show_test_image
+    from ..report.explore import show_test_image
 
     shown = show_test_image(run, out=out, index=index, seed=seed, save=save)
     names = shown.classes or tuple(str(d) for d in range(10))
@@ -151,7 +151,7 @@ def show(
 @app.command()
 def presets() -> None:
     """List the model presets."""
-    from .presets import describe_presets
+    from ..config.presets import describe_presets
 
     say(describe_presets())
 
@@ -160,8 +160,8 @@ def presets() -> None:
 def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOpt = False) -> None:
     """Check the data (MNIST by default, or --data SPEC): what would be trained on, its classes and
     counts, what was verified and what was skipped; --download fetches MNIST or a known set."""
-    from .datasets import load_dataset
-    from .rundata import spec_of
+    from ..data import load_dataset
+    from ..runs.rundata import spec_of
 
     d = load_dataset(spec_of(data, data_dir), download=download)
     say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
@@ -199,11 +199,11 @@ def predict(
     out: RunsOpt = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
-    from .errors import ConfigError
-    from .inputs import expand_inputs
-    from .predict import Predictor
-    from .present import Printer
-    from .runs import check_writable_dir
+    from ..errors import ConfigError
+    from ..files.atomic import check_writable_dir
+    from ..predict.inputs import expand_inputs
+    from ..predict.predictor import Predictor
+    from ..predict.present import Printer
 
     if as_json and as_csv:
         raise ConfigError("choose one of --json and --csv")
@@ -237,7 +237,7 @@ def export(
     runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP, metavar="DIR")] = None,
 ) -> None:
     """Export a trained model to ONNX, LiteRT, SavedModel or Keras, with metadata, checked against Keras."""
-    from .export import export_model, read_metadata
+    from ..export.exporter import export_model, read_metadata
 
     path = export_model(source, format, out=out, quantize=quantize, runs_dir=runs_dir or default_runs_dir())
     meta = read_metadata(path)
@@ -289,7 +289,7 @@ def serve(
         "At most this many megabytes in the corrections folder."))] = serving.DEFAULT_CORRECTIONS_MAX_BYTES / 2**20,
 ) -> None:
     """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
-    from .server import serve as run_server
+    from ..server import serve as run_server
 
     run_server(model, runtime, host=host, port=port, workers=workers, log_level=log_level, access_log=access_log,
                limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .presets import DEFAULT_PRESET
+from ..config.presets import DEFAULT_PRESET
 
 
 def _presets_help() -> str:
-    from .presets import describe_presets
+    from ..config.presets import describe_presets
 
     return (f"Model preset (default: {DEFAULT_PRESET}; with --init, the model's). "
             + "; ".join(describe_presets().splitlines()))
@@ -78,7 +78,8 @@ def with_training_options(func: Callable[..., None]) -> Callable[..., None]:
 
 def training_config(options: dict[str, Any]) -> Any:
     """The Config of `run`/`train` options: preset defaults, then the given options, then --set."""
-    from .config import make_config, parse_overrides
+    from ..config.settings import parse_overrides
+    from ..pipeline import make_config
 
     given = {field: options[name] for name, field, _, default, *_ in TRAINING_OPTIONS
              if field is not None and options.get(name) not in (None, default)}

@@ -36,7 +36,7 @@ def print_run_summary(result: Any, *, what: str) -> None:
         say(f"  trained on      {m['device']}")
     finetune = m.get("finetune")
     if isinstance(finetune, dict):
-        from .finetune import TEST_SET_NAMES, budget_line
+        from ..models.finetune import TEST_SET_NAMES, budget_line
 
         for name, entry in (finetune.get("test_sets") or {}).items():
             say(f"  fine-tuned: {TEST_SET_NAMES.get(name, name):<24} {_pct(entry.get('before'))} -> "

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .datasets.classes import DIGITS, class_names_problem
-from .errors import ConfigError
-from .layout import CONFIG_FILE, default_runs_dir
+from .. import __version__
+from ..errors import ConfigError
+from ..files.layout import CONFIG_FILE, default_runs_dir
+from .classes import DIGITS, class_names_problem
 from .presets import PRESETS
 
 # Bumped when a field changes meaning; older files are still read (unknown
@@ -48,7 +48,7 @@ class Config:
     preset: str = "seed"  # the tutorial's CNN; other presets trade size for speed/accuracy
 
     # --- data --------------------------------------------------------------
-    # What to train on (`--data SPEC`, see `digitlab.datasets`): a folder of images with one
+    # What to train on (`--data SPEC`, see `digitlab.data`): a folder of images with one
     # sub-folder per class, IDX/npz files, or a known set by name. None = MNIST, the default.
     data: str | None = None
     data_dir: str | None = None  # None = the MNIST copy shipped inside the package (offline)
@@ -252,7 +252,7 @@ class Config:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write as JSON (atomically); `path` may be a file or a model directory."""
-        from .runs import atomic_write_json
+        from ..files.atomic import atomic_write_json
 
         path = Path(path)
         if path.is_dir():
@@ -381,14 +381,12 @@ def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
 def make_config(preset: str | None = None, **overrides: Any) -> Config:
     """Config for `preset` (default "seed"): defaults, then the preset's own, then `overrides` (validated).
 
-    With `init=MODEL` among the overrides it is a fine-tuning config instead (`finetune.finetune_config`):
-    the architecture, classes and preprocessing of MODEL, the fine-tuning defaults, then `overrides`;
-    a `preset` other than MODEL's is an error.
+    A fine-tuning config (`init=MODEL`) starts from MODEL's own config, which this layer cannot
+    read: `digitlab.make_config` (`pipeline.make_config`) makes both kinds.
     """
     if overrides.get("init") is not None:
-        from .finetune import finetune_config
-
-        return finetune_config(overrides.pop("init"), preset=preset, **overrides)
+        raise ConfigError("init=MODEL: a fine-tuning config starts from the model's own config; "
+                          "make it with digitlab.make_config(init=...) or digitlab.models.finetune.finetune_config")
     preset = "seed" if preset is None else preset
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")

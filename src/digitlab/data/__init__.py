@@ -1,4 +1,10 @@
-"""Training data beyond MNIST: `load_dataset(spec)` for `--data SPEC`.
+"""Data: the packaged MNIST (`mnist`), any `--data SPEC` as a Dataset (`dataset`), and the
+generated images training and benchmarks use (`styles`: rendered handwriting styles,
+`nondigits`: shapes that are not digits).
+
+Layer: imports `errors`, `files`, `config` and `preprocess`, never models or anything above.
+
+`load_dataset(spec)` for `--data SPEC`:
 
     spec                      what it loads
     None, "mnist"             the packaged MNIST, sha256 verified (the default; download=True: the MNIST cache)
@@ -13,34 +19,22 @@
                               files (identified by their checksums when they are a known set's), or a
                               Keras-style .npz, or EMNIST's gzip.zip
 
-Modules: `core` (Dataset, load_dataset), `classes` (class-name rules; light, for config.py),
-`known` (the known sets, their checksums and download), `arrays` (IDX/npz/archive), `folder`
-(image folders). The names below are loaded on first use, so `import digitlab.datasets.classes`
-stays cheap (no numpy).
+Modules: `mnist` (load_mnist, the packaged files and their checksums), `formats` (IDX and
+npz parsing), `fetch` (downloads), `dataset` (Dataset, load_dataset), `known` (the known sets,
+their checksums and download), `arrays` (IDX/npz/archive), `folder` (image folders). The names
+below are loaded on first use, so `import digitlab.data` stays cheap (no numpy).
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .. import lazy_exports
 
 _FACADE = {
-    "Dataset": "core", "DataSpec": "core", "load_dataset": "core", "parse_spec": "core", "conform": "core",
-    "Skipped": "folder", "MAX_FOLDER_IMAGES": "folder",
-    "DIGITS": "classes", "CLASSES_FILE": "classes", "MAX_CLASSES": "classes",
-    "class_names_problem": "classes", "check_class_names": "classes", "class_sort_key": "classes",
-    "is_digit_classes": "classes", "folder_name_problem": "classes",
+    **dict.fromkeys(("Dataset", "DataSpec", "load_dataset", "parse_spec", "conform"), "digitlab.data.dataset"),
+    **dict.fromkeys(("Skipped", "MAX_FOLDER_IMAGES"), "digitlab.data.folder"),
+    **dict.fromkeys(("load_mnist", "load_mnist_data", "MnistData", "split_train_val"), "digitlab.data.mnist"),
+    **dict.fromkeys(("DIGITS", "CLASSES_FILE", "MAX_CLASSES", "class_names_problem", "check_class_names",
+                     "class_sort_key", "is_digit_classes", "folder_name_problem"), "digitlab.config.classes"),
 }
 __all__ = sorted(_FACADE)
-
-
-def __getattr__(name: str) -> Any:
-    try:
-        module = _FACADE[name]
-    except KeyError:
-        raise AttributeError(f"module 'digitlab.datasets' has no attribute {name!r}") from None
-    return getattr(importlib.import_module(f"{__name__}.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _FACADE)

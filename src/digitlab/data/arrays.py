@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import data as mnist_data
-from .. import formats
+from ..config.classes import CLASSES_FILE, DIGITS, MAX_CLASSES, check_class_names, read_classes_file
 from ..errors import DataError
+from . import formats
 from . import known as known_sets
-from .classes import CLASSES_FILE, DIGITS, MAX_CLASSES, check_class_names, read_classes_file
+from . import mnist as mnist_data
 from .known import ROLES, Kind, KnownSet, Split
 
 KEYS: dict[tuple[Split, Kind], str] = {("train", "images"): "x_train", ("train", "labels"): "y_train",

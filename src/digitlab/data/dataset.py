@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.classes import DIGITS, check_class_names
 from ..errors import DataError
-from ..formats import is_zip
 from . import known as known_sets
 from .arrays import ArraySet, idx_files, load_archive, load_idx, load_npz, npz_files
-from .classes import DIGITS, check_class_names
 from .folder import MAX_FOLDER_IMAGES, Progress, Skipped, load_folder
+from .formats import is_zip
 
 UNVERIFIED_PREFIXES = ("idx", "npz")  # "idx:PATH": files of one's own, no identification
 
@@ -130,7 +130,7 @@ def conform(dataset: Dataset, classes: tuple[str, ...] | list[str]) -> Dataset:
 
 
 def _mnist(path: Path | None, download: bool) -> Dataset:
-    from ..data import load_mnist_data
+    from .mnist import load_mnist_data
 
     d = load_mnist_data(path, download=download)
     return Dataset(d.x_train, d.y_train, d.x_test, d.y_test, DIGITS, known_sets.MNIST, d.source, d.location, True)

@@ -12,8 +12,8 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__
-from .errors import DataError
+from .. import __version__
+from ..errors import DataError
 
 # The largest file digitlab downloads is ~26 MB compressed (Fashion-MNIST's training images;
 # MNIST's is ~10 MB); anything far bigger is not one, and capping the read keeps a misbehaving mirror from filling memory.
@@ -73,7 +73,7 @@ def make_dir(directory: Path) -> Path:
 
 def store(path: Path, raw: bytes) -> None:
     """Write a verified download atomically (a half-written file is never left behind)."""
-    from .runs import atomic_write_bytes
+    from ..files.atomic import atomic_write_bytes
 
     try:
         atomic_write_bytes(path, raw)

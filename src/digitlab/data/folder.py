@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config.classes import MAX_CLASSES, SPLIT_NAMES, check_class_names, class_sort_key
 from ..errors import DataError, DigitlabError
-from .classes import MAX_CLASSES, SPLIT_NAMES, check_class_names, class_sort_key
 
 MAX_FOLDER_IMAGES = 100_000  # decoding and normalising costs ~1-10 ms an image: minutes, not hours
 TEST_FRACTION = 0.2  # the tutorial's 80/20 split, applied per class

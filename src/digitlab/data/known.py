@@ -4,7 +4,7 @@ A known set's files are verified against the checksums their publishers (or
 the big dataset libraries) publish. Those checksums are of the files as
 distributed (.gz, or EMNIST's one archive), so only those forms can be
 verified; an unpacked copy is checked for structure and known counts only,
-and says so in its `source`. MNIST is not here: `digitlab.data` verifies it
+and says so in its `source`. MNIST is not here: `digitlab.data.mnist` verifies it
 (against the sums of the uncompressed files) and stays the default.
 """
 
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .. import data as mnist_data
-from .. import fetch
 from ..errors import DataError
+from . import fetch
+from . import mnist as mnist_data
 
 Split = Literal["train", "test"]
 Kind = Literal["images", "labels"]
@@ -136,7 +136,7 @@ EMNIST_DIGITS = KnownSet(
 
 # name -> set; looked up at call time, so a test can add an entry for its own fixture files.
 KNOWN_SETS: dict[str, KnownSet] = {s.name: s for s in (FASHION_MNIST, KMNIST, EMNIST_DIGITS)}
-MNIST = "mnist"  # the default set, verified by digitlab.data
+MNIST = "mnist"  # the default set, verified by digitlab.data.mnist
 
 
 def known_names() -> tuple[str, ...]:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import numpy as np
 
+from ..errors import DataError
 from . import fetch
-from .errors import DataError
 from .formats import (
     GZIP_MAGIC,
     IMAGE_SIZE,

@@ -124,7 +124,7 @@ def images(n_per_class: int, *, pool: str = "train", seed: int = 0, digits=range
 
 def generate(n_per_class: int, *, pool: str = "train", seed: int = 0, digits=range(10)) -> tuple[np.ndarray, np.ndarray]:
     """`(x, y)`: uint8 (N, 28, 28) MNIST-format digits (through `preprocess`, as `predict` does) and labels."""
-    from .preprocess import normalize_digit
+    from ..preprocess import normalize_digit
 
     pairs = images(n_per_class, pool=pool, seed=seed, digits=digits)
     x = np.stack([normalize_digit(img) for _, img in pairs]) if pairs else np.zeros((0, 28, 28), np.uint8)
@@ -134,7 +134,7 @@ def generate(n_per_class: int, *, pool: str = "train", seed: int = 0, digits=ran
 def write_folder(root: str | os.PathLike, n_per_class: int, *, pool: str = "train", seed: int = 0,
                  digits=range(10)) -> Path:
     """User-style PNGs in `root/<digit>/<pool>-<i>.png`: an image folder for `--data`."""
-    from .runs import atomic_path
+    from ..files.atomic import atomic_path
 
     root = Path(root)
     for i, (d, img) in enumerate(images(n_per_class, pool=pool, seed=seed, digits=digits)):

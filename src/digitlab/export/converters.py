@@ -24,9 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend
-from .artifacts import META_PREFIX
-from .errors import ModelError
+from .. import __version__
+from ..errors import ModelError
+from ..models import backend
+from ..runs.artifacts import META_PREFIX
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"

@@ -49,12 +49,14 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__, backend, converters
-from .artifacts import META_PREFIX, read_metadata, read_onnx_metadata  # noqa: F401 - part of this API
+from .. import __version__
+from ..errors import ConfigError, ModelError
+from ..files.atomic import check_output_path, read_json, sha256_file
+from ..files.layout import METRICS_FILE, MODEL_FILE, ONNX_FILE, SAVEDMODEL_DIR, TFLITE_FILE, metadata_path
+from ..models import backend
+from ..runs.artifacts import META_PREFIX, read_metadata, read_onnx_metadata  # noqa: F401 - part of this API
+from . import converters
 from .converters import INPUT_NAME, OUTPUT_NAME
-from .errors import ConfigError, ModelError
-from .layout import METRICS_FILE, MODEL_FILE, ONNX_FILE, SAVEDMODEL_DIR, TFLITE_FILE, metadata_path
-from .runs import check_output_path, read_json, sha256_file
 
 FORMATS = ("onnx", "litert", "savedmodel", "keras")
 QUANTIZATIONS = ("none", "float16", "int8")
@@ -71,7 +73,7 @@ _INFERENCE_NOOP_PREFIXES = ("Random", "Gaussian", "Dropout", "SpatialDropout", "
 
 def resolve_source(source: str | os.PathLike | None, runs_dir: str | os.PathLike = "runs") -> Path:
     """The .keras file to export: from a run name/dir, a model dir, a .keras file or None (latest run)."""
-    from .runs import resolve_run
+    from ..runs.directories import resolve_run
 
     if source is not None:
         p = Path(source)
@@ -153,8 +155,8 @@ def _check_io(model: Any, config: Any) -> None:
 def calibration_images(config: Any, n: int = REPRESENTATIVE_IMAGES, seed: int = 0) -> np.ndarray:
     """`n` training images (seeded choice) as model input, for int8 calibration: MNIST's for a
     digit model, else the model's own data's (`config.data`, which must be on this machine)."""
-    from .datasets import is_digit_classes, load_dataset
-    from .preprocess import to_model_input
+    from ..data import is_digit_classes, load_dataset
+    from ..preprocess import to_model_input
 
     # A digit model: the packaged copy, always there, and what (or what looks like what) every
     # digit model was trained on (a run's own data may not exist on the machine that exports it).
@@ -193,7 +195,7 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
                                     "shape (N, 28, 28, 1) float32"},
         "test_accuracy": metrics.get("test_accuracy"),
         # The output is already calibrated (the temperature is the model's last layer); the
-        # thresholds are what digitlab's Predictor decides with (see digitlab.ood).
+        # thresholds are what digitlab's Predictor decides with (see digitlab.models.ood).
         "calibration": {"temperature": getattr(config, "temperature", None),
                         "uncertain_below": getattr(config, "uncertain_below", None),
                         "not_digit_above": getattr(config, "not_digit_above", None),
@@ -209,11 +211,11 @@ def build_metadata(config: Any, model_file: Path, fmt: str, quantize: str, n_par
 
 def _check_inputs(config: Any, n: int) -> tuple[np.ndarray, str]:
     """The first `n` MNIST test images as model input; synthetic ones if MNIST cannot be read."""
-    from .errors import DigitlabError
-    from .preprocess import to_model_input
+    from ..errors import DigitlabError
+    from ..preprocess import to_model_input
 
     try:
-        from .data import load_mnist_data
+        from ..data.mnist import load_mnist_data
 
         return to_model_input(load_mnist_data().x_test[:n], scale=config.scale), "MNIST test images"
     except (DigitlabError, OSError):
@@ -239,7 +241,7 @@ def parity_check(artifact: Path, model: Any, fmt: str, config: Any, n: int = 200
         loaded = tf.saved_model.load(str(artifact))
         got = loaded.signatures["serving_default"](**{INPUT_NAME: tf.constant(x)})[OUTPUT_NAME].numpy()
     else:
-        from .calibration import custom_objects
+        from ..models.calibration import custom_objects
 
         reloaded = backend.keras().models.load_model(artifact, compile=False, custom_objects=custom_objects())
         got = np.asarray(reloaded(x, training=False))
@@ -255,8 +257,8 @@ def export_model(source: str | os.PathLike | None, fmt: str = "onnx", out: str |
                  quantize: str = "none", *, runs_dir: str | os.PathLike = "runs",
                  check: bool = True) -> Path:
     """Export the model at `source` as `fmt`; return the artifact's path (see module doc)."""
-    from .models import load_model
-    from .runs import atomic_path, atomic_write_bytes, atomic_write_json
+    from ..files.atomic import atomic_path, atomic_write_bytes, atomic_write_json
+    from ..models.architectures import load_model
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")

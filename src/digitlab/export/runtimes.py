@@ -37,10 +37,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .artifacts import check_file, exported_from, load_config, onnx_metadata
-from .backend import quiet_stderr
-from .errors import DigitlabError, ModelError
-from .layout import MODEL_FILE, ONNX_FILE, TFLITE_FILE
+from ..errors import DigitlabError, ModelError
+from ..files.layout import MODEL_FILE, ONNX_FILE, TFLITE_FILE
+from ..models.backend import quiet_stderr
+from ..runs.artifacts import check_file, exported_from, load_config, onnx_metadata
 
 RUNTIMES = ("keras", "onnx", "litert")
 _SUFFIX_RUNTIME = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}
@@ -72,8 +72,8 @@ class KerasRunner:
     name = "keras"
 
     def __init__(self, model_file: str | Path):
-        from . import backend
-        from .models import load_model
+        from ..models import backend
+        from ..models.architectures import load_model
 
         tf = backend.tensorflow()
         self.path = Path(model_file)

@@ -12,15 +12,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ..config.presets import PRESETS, describe_presets  # noqa: F401 - re-exported: the registry users know
+from ..errors import ModelError
+from ..files.layout import MODEL_FILE
 from . import backend
-from .errors import ModelError
-from .layout import MODEL_FILE
-from .presets import PRESETS, describe_presets  # noqa: F401 - re-exported: the registry users know
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-    from .config import Config
+    from ..config.settings import Config
 
 
 def _seed_cnn(config: Config) -> keras.Model:
@@ -298,7 +298,7 @@ def load_model(path: str | Path) -> tuple[keras.Model, Config]:
     for evaluation (sparse CE + accuracy), whether or not the file held an
     optimizer: an inference-only export evaluates like a run's model.
     """
-    from .artifacts import load_config
+    from ..runs.artifacts import load_config
     from .calibration import custom_objects
 
     path = Path(path)

@@ -303,8 +303,8 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     UNCERTAIN_COVERAGE of both answered (the lower of the two), the
     not-a-digit threshold flags at most NOT_DIGIT_FPR of either (the higher).
     """
+    from ..preprocess import to_model_input
     from .ood import RENDERED_DIGITS, not_digit_score, not_digit_threshold, rendered_digits, uncertain_threshold
-    from .preprocess import to_model_input
 
     y = np.asarray(y_val)
     base = without_temperature(model)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .preprocess import to_model_input
+from ..preprocess import to_model_input
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

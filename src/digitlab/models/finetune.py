@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .config import Config
-from .datasets.classes import is_digit_classes
-from .errors import ConfigError, ModelError
-from .layout import MODEL_FILE
-from .presets import FINETUNE_DEFAULTS
+from ..config.classes import is_digit_classes
+from ..config.presets import FINETUNE_DEFAULTS
+from ..config.settings import Config
+from ..errors import ConfigError, ModelError
+from ..files.layout import MODEL_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -60,7 +60,7 @@ _MODEL_FIELDS = ("preset", "members", "classes", "image_size", "scale", "polarit
 
 def resolve_init(init: str, out: str | os.PathLike | None = None) -> Path:
     """The .keras file `--init` names: "pretrained", a run (name, directory, "latest") or a file."""
-    from .artifacts import pretrained_dir, resolve_model
+    from ..runs.artifacts import pretrained_dir, resolve_model
 
     try:
         path = pretrained_dir() if init == PRETRAINED else resolve_model(init, out)
@@ -77,7 +77,7 @@ def resolve_init(init: str, out: str | os.PathLike | None = None) -> Path:
 def finetune_config(init: str, *, preset: str | None = None, **overrides: Any) -> Config:
     """The Config for fine-tuning the model `init` names (see the module doc): its architecture,
     classes and preprocessing, FINETUNE_DEFAULTS, then `overrides` (Config fields)."""
-    from .artifacts import load_config
+    from ..runs.artifacts import load_config
 
     init = str(init)
     base = load_config(resolve_init(init, overrides.get("out")))
@@ -100,9 +100,9 @@ def _short(value: Any) -> str:
 def load_init(config: Config) -> tuple[keras.Model, Path]:
     """The model `config.init` names, as trained (a calibrated model's temperature layer removed:
     fine-tuning changes the network, and the run calibrates it again), and its file."""
-    from .artifacts import load_config
+    from ..runs.artifacts import load_config
+    from .architectures import load_model
     from .calibration import without_temperature
-    from .models import load_model
 
     if config.init is None:
         raise ConfigError("this config does not fine-tune (no init model)")
@@ -111,7 +111,7 @@ def load_init(config: Config) -> tuple[keras.Model, Path]:
     differ = [name for name in _MODEL_FIELDS if getattr(base, name) != getattr(config, name)]
     if differ:
         raise ConfigError(f"--init {config.init}: the model's {', '.join(differ)} differ from this config's; "
-                          f"make fine-tuning configs with finetune_config (or make_config(init=...))")
+                          f"make fine-tuning configs with finetune_config (or digitlab.make_config(init=...))")
     model, _ = load_model(model_file)
     model = without_temperature(model)
     if config.freeze_batch_norm:
@@ -134,7 +134,7 @@ def freeze_batch_norm(model: keras.Model) -> int:
 def mnist_reference(classes: tuple[str, ...] | None = None) -> Any:
     """The packaged MNIST as a `datasets.Dataset` for replay and the before/after scores; with
     `classes` (some digits: a model that knows only those), only their images, labelled by position."""
-    from .datasets import Dataset, load_dataset
+    from ..data import Dataset, load_dataset
 
     mnist = load_dataset(None)
     if classes is None or tuple(classes) == mnist.classes:
@@ -253,7 +253,7 @@ def replay_batches(config: Config, x_user: np.ndarray, y_user: np.ndarray, x_rep
 
 def accuracy(model: keras.Model, images: np.ndarray, labels: np.ndarray, *, scale: float) -> float | None:
     """Share of uint8 MNIST-format `images` that `model` labels right (None for no images)."""
-    from .preprocess import to_model_input
+    from ..preprocess import to_model_input
 
     return None if len(images) == 0 else _accuracy(model, to_model_input(images, scale=scale), labels)
 
@@ -291,7 +291,7 @@ def summary(config: Config, init_file: Path, before: dict, after: dict, data: An
     if reference is not None:
         sizes["mnist"] = int(len(reference.x_test))
     replay = splits.x_replay is not None
-    from .artifacts import model_id
+    from ..runs.artifacts import model_id
 
     return compare(before, after, sizes, init=config.init, init_model_id=model_id(init_file),
                    replay=config.replay if replay else 0.0,

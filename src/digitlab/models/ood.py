@@ -104,8 +104,8 @@ def outlier_inputs(n: int, seed: int = OUTLIER_SEED) -> np.ndarray:
     """`n` non-digit images of `nondigits`' calibration split as uint8 (k, 28, 28) model input,
     made by the prediction preprocessing (`find_digit`); images it finds no ink in are left out,
     so k <= n. About 10 ms an image (drawing and preprocessing)."""
-    from .nondigits import generate
-    from .preprocess import find_digit
+    from ..data.nondigits import generate
+    from ..preprocess import find_digit
 
     out = []
     for start in range(0, n, 500):  # a chunk at a time: never all the full-size images at once
@@ -190,8 +190,8 @@ def rendered_digits(digits: Any, n: int, seed: int = 0, *, with_index: bool = Fa
     not-a-digit score on real digits; these are the validation digits as Predictor sees them."""
     from PIL import Image
 
-    from .nondigits import MAX_SIDE, MIN_SIDE, render
-    from .preprocess import find_digit
+    from ..data.nondigits import MAX_SIDE, MIN_SIDE, render
+    from ..preprocess import find_digit
 
     x = np.asarray(digits, np.uint8)
     rng = np.random.default_rng([seed, 9])

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..config.settings import Config
+from ..data.mnist import MnistData, split_train_val
+from ..errors import ConfigError, TrainingError
+from ..files.atomic import atomic_path, atomic_write_json, atomic_write_text
+from ..files.layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MODEL_FILE
+from ..preprocess import to_model_input
 from . import backend
-from .config import Config
-from .data import MnistData, split_train_val
-from .errors import ConfigError, TrainingError
-from .layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MODEL_FILE
-from .models import average_model, build_model, compile_for_inference, compile_for_training, float32_copy
-from .preprocess import to_model_input
-from .runs import atomic_path, atomic_write_json, atomic_write_text
+from .architectures import average_model, build_model, compile_for_inference, compile_for_training, float32_copy
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras

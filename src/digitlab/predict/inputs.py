@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .preprocess import IMAGE_EXTENSIONS, MAX_BYTES
+from ..preprocess import IMAGE_EXTENSIONS, MAX_BYTES
 
 STDIN = "-"
 STDIN_LABEL = "<stdin>"

@@ -33,15 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
-from . import preprocess as pp
-from .artifacts import model_id, pretrained_dir, resolve_model
-from .datasets.classes import DIGITS, is_digit_classes
-from .errors import ConfigError, DigitlabError, ImageError, ModelError
-from .layout import METRICS_FILE
-from .ood import near_empty, not_digit_score
+from .. import __version__
+from .. import preprocess as pp
+from ..config.classes import DIGITS, is_digit_classes
+from ..errors import ConfigError, DigitlabError, ImageError, ModelError
+from ..files.atomic import read_json
+from ..files.layout import METRICS_FILE
+from ..models.ood import near_empty, not_digit_score
+from ..runs.artifacts import model_id, pretrained_dir, resolve_model
 from .results import DigitPrediction, NumberPrediction, Outcome, no_digit, number_of
-from .runs import read_json
 
 DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
 MODES = ("digit", "number", "auto")
@@ -97,7 +97,7 @@ class Predictor:
         """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`.
 
         `threshold` None uses the model's own uncertain threshold (see `__init__`)."""
-        from .runtimes import open_runner
+        from ..export.runtimes import open_runner
 
         if threshold is not None:
             _check_threshold(threshold)  # before the slow model load

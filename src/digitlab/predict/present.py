@@ -140,7 +140,7 @@ def input_picture(result: DigitPrediction | NumberPrediction, zoom: int = 8) -> 
 def _displayable(img: Any) -> Any:
     from PIL import Image
 
-    from .preprocess import to_grayscale
+    from ..preprocess import to_grayscale
 
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
@@ -255,7 +255,7 @@ class Printer:
             self._progress.update(self._task, advance=1, rate=rate)
 
     def _save_pictures(self, label: str, outcome: Outcome) -> None:
-        from .runs import atomic_path
+        from ..files.atomic import atomic_path
 
         pictures = {"annotate": lambda: annotate_image(outcome.image, outcome.result, outcome.image_scale),
                     "input": lambda: input_picture(outcome.result)}

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import calibration as cal
-from .plotting import CORRECT_COLOR, NEUTRAL_COLOR, WRONG_COLOR, FigureInfo, new_figure, save
+from ..models import calibration as cal
+from .figurekit import CORRECT_COLOR, NEUTRAL_COLOR, WRONG_COLOR, FigureInfo, new_figure, save
 
 CALIBRATION_FIGURES: tuple[FigureInfo, ...] = (
     FigureInfo("reliability.png", "Reliability diagram",

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import report_html as h
-from .calibration_plots import CALIBRATION_FIGURES
-from .plots import EVAL_FIGURES
+from . import html as h
+from .calibration_figures import CALIBRATION_FIGURES
+from .figures import EVAL_FIGURES
 
 
 def _class_key(key: Any) -> tuple[int, Any]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
-from .runs import atomic_path
+from ..files.atomic import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -156,6 +156,6 @@ def _font_glyphs() -> frozenset[int] | None:
 
 
 def axis_word(classes: Sequence[str] | None) -> str:
-    from .datasets.classes import is_digit_classes
+    from ..config.classes import is_digit_classes
 
     return "Digit" if classes is None or is_digit_classes(classes) else "Class"

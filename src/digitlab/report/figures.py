@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .plotting import (
+from .figurekit import (
     CORRECT_COLOR,
     MAX_ANNOTATED_CLASSES,
     MAX_SHOWN_CLASSES,

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .plotting import FigureInfo
+from .figurekit import FigureInfo
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

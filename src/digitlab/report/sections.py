@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import report_html as h
-from .calibration_plots import CALIBRATION_FIGURES
-from .finetune import TEST_SET_NAMES, budget_line
-from .layout import REPORT_FILE
-from .plots import EVAL_FIGURES, EXPLORE_FIGURES
-from .plotting import FigureInfo
-from .report_evaluation import evaluation_section
-from .runs import atomic_write_text
+from ..files.atomic import atomic_write_text
+from ..files.layout import REPORT_FILE
+from ..models.finetune import TEST_SET_NAMES, budget_line
+from . import html as h
+from .calibration_figures import CALIBRATION_FIGURES
+from .evaluation import evaluation_section
+from .figurekit import FigureInfo
+from .figures import EVAL_FIGURES, EXPLORE_FIGURES
 
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("summary", "Summary"),

@@ -19,9 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, ModelError
-from .layout import CONFIG_FILE, MODEL_FILE, metadata_path
-from .runs import sha256_file
+from ..errors import ConfigError, ModelError
+from ..files.layout import CONFIG_FILE, MODEL_FILE, metadata_path
+from ..files.atomic import sha256_file
 
 META_PREFIX = "digitlab."  # keys of ONNX metadata_props written by digitlab
 
@@ -76,7 +76,7 @@ def read_metadata(artifact: str | os.PathLike) -> dict[str, Any]:
 def load_config(model_file: str | os.PathLike, embedded: dict[str, Any] | None = None) -> Any:
     """The Config a model was trained with: the artifact's own (sidecar, or `embedded`
     metadata) first, else `config.json` beside it. Raises ModelError/ConfigError."""
-    from .config import Config
+    from ..config.settings import Config
 
     model_file = Path(model_file)
     side = _read_json_object(metadata_path(model_file))
@@ -142,8 +142,8 @@ def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike
     """The model to use: a path (run dir, model dir or model file), "latest"
     (the latest run under `out`: $DIGITLAB_RUNS, else ./runs), a run name
     under `out`, or None for the shipped pretrained model."""
-    from .layout import LATEST, default_runs_dir
-    from .runs import resolve_run
+    from ..files.layout import LATEST, default_runs_dir
+    from .directories import resolve_run
 
     out = out if out is not None else default_runs_dir()
 

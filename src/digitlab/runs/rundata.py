@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .config import Config
+    from ..config.settings import Config
 
 Log = Callable[[str], None]
 PROGRESS_FROM = 2000  # images in a folder from which reading it reports progress (1-10 ms an image)
@@ -30,7 +30,7 @@ def load_data(config: Config, *, conform: bool = True, data_dir: str | None = No
     """The `datasets.Dataset` a config trains and tests on (`config.data`, else MNIST; `data_dir`
     replaces both with MNIST's files there), its labels conformed to `config.classes` when `conform`
     (a trained model's classes, or the classes of the model being fine-tuned)."""
-    from .datasets import load_dataset
+    from ..data import load_dataset
 
     spec = spec_of(None, data_dir) if data_dir is not None else spec_of(config.data, config.data_dir)
     return load_dataset(spec, seed=config.seed, download=config.download,

@@ -1,4 +1,5 @@
-"""The web page and REST API (`digitlab serve`): FastAPI on uvicorn.
+"""The web page and REST API (`digitlab serve`): FastAPI on uvicorn. The top layer beside `cli`:
+it may import `predict` and everything below it.
 
     from digitlab.server import create_app, serve
     app = create_app()                  # an ASGI app (the model loads in its lifespan)
@@ -14,6 +15,7 @@ One concern per module:
   errors.py      every error answer (one JSON shape) and its text
   protocol.py    per-connection limits uvicorn lacks: connection cap, header/body timeouts
   run.py         serve(): option checks, port probe, uvicorn
+  corrections.py the corrections folder (`serve --corrections DIR`): labelled drawings, bounded
 
 Importing this package imports neither FastAPI nor uvicorn; `create_app` and
 `app_from_env` load them on first use.

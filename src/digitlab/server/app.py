@@ -62,7 +62,7 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
                         corrections_max=int(corrections_max), corrections_max_bytes=int(corrections_max_bytes))
     if predictor_factory is None:
         def predictor_factory() -> Any:
-            from ..predict import Predictor
+            from ..predict.predictor import Predictor
 
             return Predictor.load(model, runtime=runtime)
 
@@ -75,7 +75,7 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
         app.state.work = ImageWork(predictor, max_pixels=settings.max_pixels)
         app.state.corrections = None
         if settings.corrections is not None:
-            from ..corrections import CorrectionsFolder
+            from .corrections import CorrectionsFolder
 
             app.state.corrections = CorrectionsFolder(
                 settings.corrections, getattr(predictor, "classes", None) or tuple("0123456789"),

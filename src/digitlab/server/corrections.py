@@ -33,9 +33,9 @@ from typing import Any
 
 import numpy as np
 
-from .datasets.classes import folder_name_problem
-from .errors import DigitlabError
-from .server.settings import DEFAULT_CORRECTIONS_MAX, DEFAULT_CORRECTIONS_MAX_BYTES
+from ..config.classes import folder_name_problem
+from ..errors import DigitlabError
+from .settings import DEFAULT_CORRECTIONS_MAX, DEFAULT_CORRECTIONS_MAX_BYTES
 
 INPUTS_DIR = ".inputs"  # a dot-folder: the image-folder reader skips it
 # The folder's default limits; their reasons are with the server's settings, which set them.
@@ -71,7 +71,7 @@ class CorrectionsFolder:
 
     def __init__(self, root: str | os.PathLike, classes: tuple[str, ...] | list[str], *,
                  max_count: int = DEFAULT_MAX_COUNT, max_bytes: int = DEFAULT_MAX_BYTES):
-        from .runs import check_writable_dir
+        from ..files.atomic import check_writable_dir
 
         if max_count < 1 or max_bytes < 1:
             raise DigitlabError(f"corrections limits must be positive (got {max_count} samples, {max_bytes} bytes)")
@@ -119,7 +119,7 @@ class CorrectionsFolder:
         its decoded PIL image, as PNG) and its uint8 (28, 28) `model_input`, under `label`."""
         from PIL import Image
 
-        from .runs import atomic_path
+        from ..files.atomic import atomic_path
 
         label = self.check_label(label)
         original, ext = _original(data, image)

@@ -155,7 +155,7 @@ def add_api_routes(app: FastAPI) -> None:
         if folder is None:
             raise errors.corrections_off()
         work = _work(request)
-        from ..corrections import CorrectionError
+        from .corrections import CorrectionError
 
         try:
             folder.check_label(label)  # before reading an image for nothing

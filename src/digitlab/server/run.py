@@ -84,7 +84,7 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
     hosts = "any Host" if allowed is None else "Host " + ", ".join(allowed)
     if workers == 1:
         # Load the model here, so a bad --model is a clean error line before anything listens.
-        from ..predict import Predictor
+        from ..predict.predictor import Predictor
 
         predictor = Predictor.load(model, runtime=runtime)
         info = predictor.info
@@ -96,7 +96,7 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
                          corrections_max_bytes=corrections_max_bytes)
         uvicorn.run(app, **options)
     else:
-        from ..artifacts import resolve_model
+        from ..runs.artifacts import resolve_model
 
         path = str(resolve_model(model)) if model is not None else None  # "latest", a run name or a path
         kept = ""
@@ -116,7 +116,7 @@ def _check_corrections(folder: Optional[str], classes: Sequence[str], max_count:
     the words for the start-up line."""
     if folder is None:
         return ""
-    from ..corrections import CorrectionsFolder
+    from .corrections import CorrectionsFolder
 
     opened = CorrectionsFolder(folder, tuple(classes), max_count=max_count, max_bytes=max_bytes)
     count, _ = opened.usage()

@@ -18,7 +18,7 @@ DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 25_000_000
 # Images in one /api/predict/batch request; each is decoded on its own, so this bounds time, not memory.
 MAX_BATCH = 64
-# The corrections folder's limits (`digitlab.corrections`). 10,000 samples: a hundred times what
+# The corrections folder's limits (`digitlab.server.corrections`). 10,000 samples: a hundred times what
 # fine-tuning wants (10-20 a class), and under a minute to read back for training (1-10 ms an image).
 # 256 MiB: what an unattended server may fill; the page's drawings are ~10 kB each, a phone photo (the
 # body cap is 10 MB) far more.

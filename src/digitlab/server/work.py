@@ -118,9 +118,9 @@ class ImageWork:
     async def correct(self, data: bytes, name: str, label: str, folder: Any) -> dict[str, Any]:
         """Save one correction (`corrections.CorrectionsFolder`): the image, and the 28x28 input the
         prediction path makes of it, under `label`. ApiError 415 (bad image), 422 (no digit), 409 (full)."""
-        from ..corrections import CorrectionError, FolderFull
-        from ..ood import near_empty
+        from ..models.ood import near_empty
         from ..preprocess import load_image
+        from .corrections import CorrectionError, FolderFull
 
         def work() -> dict[str, Any]:
             with self.budget.hold(declared_pixels(data)) as pixels:

@@ -1,0 +1,5 @@
+"""`python -m digitlab` is the `digitlab` command."""
+
+from digitlab.cli import main
+
+main()
