@@ -5,7 +5,8 @@ while it is imported, before its log level applies, so TF_CPP_MIN_LOG_LEVEL
 alone cannot hide them. `quiet_stderr` points file descriptor 2 at a
 temporary file for the duration of such a block and replays what was
 captured only if the block fails. oneDNN stays on: turning it off would hide
-one line and cost ~60% of training speed. Set DIGITLAB_VERBOSE=1 (the CLI's
+one line and cost ~60% of training speed; TensorFlow 2.21 turned it off by default
+on x86, so `keras()` turns it back on unless TF_ENABLE_ONEDNN_OPTS says otherwise. Set DIGITLAB_VERBOSE=1 (the CLI's
 --verbose) to see everything.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 VERBOSE_ENV = "DIGITLAB_VERBOSE"
+ONEDNN_ENV = "TF_ENABLE_ONEDNN_OPTS"  # TensorFlow's switch; "0" turns oneDNN off (bit-exact CPU results)
 _REPLAY_CHARS = 4000  # enough for the error a C++ library printed, without pages of start-up noise
 
 
@@ -61,6 +63,8 @@ def keras() -> Any:
         return sys.modules["keras"]
     # Keras 3 picks its backend at import; tensorflow is what we measured fastest here.
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    # oneDNN: the training speed the presets were measured with (TensorFlow >= 2.21 ships it off).
+    os.environ.setdefault(ONEDNN_ENV, "1")
     if not verbose():
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # later runtime INFO/WARNING lines
     with quiet_stderr():
