@@ -1,5 +1,5 @@
-"""What the command line prints beyond one line per step: a run's summary, class counts, and a
-usage error as one line. Plain text on stdout (errors on stderr), for people and for logs.
+"""What the command line prints beyond one line per step: a run's summary, class counts, a data
+set, an export, one shown test image, and a usage error as one line. Plain text on stdout (errors on stderr), for people and for logs.
 """
 
 from __future__ import annotations
@@ -71,3 +71,50 @@ def usage_error_line(exc: Any) -> str:
     ctx = getattr(exc, "ctx", None)
     where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
     return f"error: {message}{where}"
+
+
+def print_explored(counts: dict[str, list[int]], figures: dict[str, Any], source: str) -> None:
+    """`digitlab explore`: the totals, the counts per class, the figures written."""
+    say(f"{sum(counts['train']):,} training and {sum(counts['test']):,} test images, 28x28 uint8; {source}")
+    print_class_counts(counts["classes"], counts["train"], counts["test"])
+    for path in figures.values():
+        say(f"wrote {path}")
+
+
+def print_shown(shown: Any) -> None:
+    """`digitlab show`: the test image's true label, the answer and the top 3."""
+    names = shown.classes or tuple(str(d) for d in range(10))
+    say(f"test image #{shown.index}: true label {names[shown.true]}, predicted {names[shown.predicted]} with "
+        f"{shown.confidence * 100:.1f}% confidence" + ("" if shown.predicted == shown.true else "  <- WRONG"))
+    say("top-3: " + ", ".join(f"{names[c]} ({p * 100:.1f}%)" for c, p in shown.top3))
+    if shown.figure is not None:
+        say(f"wrote {shown.figure}")
+
+
+def print_dataset(d: Any) -> None:
+    """`digitlab data`: what would be trained on, what was verified, what was skipped."""
+    say(f"OK: {len(d.x_train)} training + {len(d.x_test)} test images; {d.source}"
+        + (f"; files in {d.location}" if d.location else ""))
+    say(f"{len(d.classes)} classes; checksums {'verified' if d.verified else 'not verified (not a known set)'}")
+    print_class_counts(list(d.classes), d.class_counts("train"), d.class_counts("test"))
+    for note in d.notes:
+        say(f"note: {note}")
+    for skipped in d.skipped[:20]:
+        say(f"skipped {skipped.path}: {skipped.reason}")
+    if len(d.skipped) > 20:
+        say(f"... and {len(d.skipped) - 20} more skipped")
+
+
+def print_export(path: Any, fmt: str, quantize: str) -> None:
+    """`digitlab export`: the file, its size, the parity check against Keras, the metadata."""
+    from ..export.exporter import read_metadata
+
+    meta = read_metadata(path)
+    size = meta.get("file", {}).get("bytes")
+    check = meta.get("export_check") or {}
+    say(f"wrote {path}" + (f" ({size / 1e6:.2f} MB)" if size else "")
+        + f": {fmt}" + ("" if quantize == "none" else f", {quantize}"))
+    if check:
+        say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
+            f"same top class {check['argmax_agreement'] * 100:.1f}%")
+    say(f"  metadata (with the model's config) in {path.name}.json")

@@ -312,3 +312,28 @@ def print_table(rows: Sequence[tuple[str, ...]], *, file: Any = None) -> None:
     with console.capture() as captured:
         console.print(table)
     print("\n".join(line.rstrip() for line in captured.get().splitlines()), file=file)
+
+
+def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, runtime: str = "auto",
+                      number: bool = False, as_json: bool = False, as_csv: bool = False, threshold: float | None = None,
+                      annotate: str | None = None, show_input: str | None = None, out: str | None = None) -> Printer:
+    """`digitlab predict`: every input's answer as a table, JSON or CSV on stdout (pictures in
+    `annotate` / `show_input`); returns the Printer, whose `failed` says whether an input failed."""
+    from ..errors import ConfigError
+    from ..files.atomic import check_writable_dir
+    from .inputs import expand_inputs
+    from .predictor import Predictor
+
+    if as_json and as_csv:
+        raise ConfigError("choose one of --json and --csv")
+    if not paths:
+        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
+    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    items = expand_inputs(paths)
+    with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
+                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
+        for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
+                                                keep_image=annotate is not None):
+            printer.add(outcome)
+    return printer
