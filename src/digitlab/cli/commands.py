@@ -179,10 +179,12 @@ def data(data: DataOpt = None, data_dir: DataDirOpt = None, download: DownloadOp
 @app.command()
 def predict(
     paths: Annotated[Optional[list[str]], typer.Argument(
-        help="Image files, directories (searched recursively), glob patterns, or - for stdin.",
+        help=("Image files, directories (searched recursively), glob patterns, or - for stdin; with --out also "
+              "@LIST (a file naming one image a line, relative to the current directory) and tar / zip "
+              "archives (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip; members are read, not extracted)."),
         metavar="IMAGES", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="PATH", help=(
-        "Run directory, model directory or model file; 'latest' = the latest run under --out. "
+        "Run directory, model directory or model file; 'latest' = the latest run under --runs-dir. "
         "(default: the shipped pretrained model)"))] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, onnx or litert.", metavar="NAME")] = "auto",
     number: Annotated[bool, typer.Option("--number", "-n", help=(
@@ -196,26 +198,51 @@ def predict(
         "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
     show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(
         "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."))] = None,
-    out: RunsOpt = None,
+    out_file: Annotated[Optional[str], typer.Option("--out", "-o", metavar="FILE", help=(
+        "Write the results to FILE (.jsonl, .csv or .parquet, by the suffix) as they come, using all cores, "
+        "with a progress bar, for any number of images. Re-running the same command after an interruption "
+        "skips what FILE already holds."))] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-w", metavar="N", help=(
+        "With --out: processes that decode and preprocess (0: all in one process). "
+        "(default: the number of cores)"), show_default=False)] = None,
+    engine: Annotated[Optional[str], typer.Option("--engine", metavar="NAME", help=(
+        "With --out: where the work runs; local (this machine's cores). (default: local)"),
+        show_default=False)] = None,
+    runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP, metavar="DIR")] = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
     from ..errors import ConfigError
     from ..files.atomic import check_writable_dir
-    from ..predict.inputs import expand_inputs
-    from ..predict.predictor import Predictor
-    from ..predict.present import Printer
 
     if as_json and as_csv:
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    mode = "number" if number else "auto"
+    if out_file is not None:
+        from ..predict.batch import predict_to_file
+
+        if as_json or as_csv or annotate or show_input:
+            raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); "
+                              "--json, --csv, --annotate and --show-input are for printed results")
+        summary = predict_to_file(paths, out_file, model=model, runtime=runtime, workers=workers, mode=mode,
+                                  threshold=threshold, runs_dir=runs_dir, engine=engine or "local")
+        say(summary.line())
+        if summary.failed:
+            raise typer.Exit(1)
+        return
+    if workers is not None or engine is not None:
+        raise ConfigError("--workers and --engine go with --out FILE")
+    from ..predict.inputs import expand_inputs
+    from ..predict.predictor import Predictor
+    from ..predict.present import Printer
+
     dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
-    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=runs_dir)
     items = expand_inputs(paths)
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
                  annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
-        for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
-                                                keep_image=annotate is not None):
+        for outcome in predictor.predict_stream(items, mode=mode, keep_image=annotate is not None):
             printer.add(outcome)
     if printer.failed:
         raise typer.Exit(1)

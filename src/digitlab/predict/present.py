@@ -59,6 +59,19 @@ def flags(result: DigitPrediction | NumberPrediction) -> str:
     return ", ".join(out)
 
 
+KINDS = ("digit", "uncertain", "not_digit", "no_digit", "error")  # what a summary counts, one kind an input
+
+
+def kind_of(outcome: Outcome) -> str:
+    """The one KINDS entry of an outcome, by the precedence `flags` shows them in
+    (a confident number counts as "digit")."""
+    result = outcome.result
+    if result is None:
+        return "error"
+    return "no_digit" if result.no_digit else "not_digit" if result.not_digit else \
+        "uncertain" if result.uncertain else "digit"
+
+
 def table_row(label: str, result: DigitPrediction | NumberPrediction,
               classes: Sequence[str] | None = None) -> tuple[str, ...]:
     """One row of the table; `classes` names the top-3 (default: their numbers, which are the digits)."""
