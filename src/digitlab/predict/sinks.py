@@ -221,10 +221,10 @@ class ParquetSink(_Sink):
 
     fmt = "parquet"
 
-    def __init__(self, path: Path, classes: Sequence[str], part_rows: int = PART_ROWS):
+    def __init__(self, path: Path, classes: Sequence[str], part_rows: int | None = None):
         super().__init__(path, classes)
         self.pa, self.pq = _pyarrow()
-        self.part_rows = part_rows
+        self.part_rows = part_rows or PART_ROWS
         self.header = csv_header(self.n_classes)
         self.schema = _schema(self.pa, self.header)
         self._rows: list[list[Any]] = []
