@@ -243,3 +243,33 @@ def test_bad_usage_is_one_line(digits, tmp_path, capsys):
     code, err = _main(capsys, str(digits / "part0"), "--out", str(foreign))
     assert code == 2 and "not a result row" in err
     assert foreign.read_text() == "hello\n"
+
+
+def test_ctrl_c_stops_between_batches_and_the_same_command_goes_on(digits, reference, tmp_path):
+    out = tmp_path / "results.csv"
+    args = [str(digits / "part0"), str(digits / "part1"), "--out", str(out), "--workers", "1"]
+    # The default SIGINT handling, even when the suite runs as a background job (inherited as ignored).
+    proc = subprocess.Popen([sys.executable, "-m", "digitlab", "predict", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") > 100:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "the same command goes on" in err and "Traceback" not in err
+    stopped = out.read_bytes()
+    assert stopped.endswith(b"\n") and stopped.count(b"\n") < 1001  # whole rows only, stopped early
+    again = _cli(*args)
+    assert again.returncode == 0, again.stderr
+    with open(out, newline="") as fh:
+        body = list(csv.reader(fh))[1:]
+    assert len(body) == len({r[0] for r in body}) == 1000
+    assert {r[0]: r[2] for r in body} == {k: v for k, v in reference.items() if "/part0/" in k or "/part1/" in k}

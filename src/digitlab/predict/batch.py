@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, ImageError
+from ..errors import ConfigError, DigitlabError, ImageError
 from .inputs import InputItem, count_inputs, iter_inputs
 from .predictor import CHUNK, Predictor, prepare_image, strip_label
 from .present import KINDS, kind_of
@@ -116,6 +116,7 @@ def _prepared(items: Iterable[InputItem], mode: str, workers: int) -> Iterator[t
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     # spawn, not fork: this process has threads (ONNX Runtime's, the progress bar's) that a
     # fork would copy mid-state; a worker imports only numpy, Pillow and digitlab.predict.
@@ -129,6 +130,9 @@ def _prepared(items: Iterable[InputItem], mode: str, workers: int) -> Iterator[t
                 yield from in_flight.popleft().result()
         while in_flight:
             yield from in_flight.popleft().result()
+    except BrokenProcessPool:
+        raise DigitlabError("a worker process died (out of memory, or killed); the results so far are kept: "
+                            "run the same command again to go on") from None
     finally:
         # Also on Ctrl-C or an early stop: queued tasks are dropped, running ones (a few images) end.
         pool.shutdown(wait=True, cancel_futures=True)
@@ -312,7 +316,7 @@ def predict_to_file(source: str | os.PathLike | Sequence[str | os.PathLike], out
                 bar.advance(outcomes)
         except KeyboardInterrupt:
             bar.close()
-            print(f"stopped: {summary.images:,} new results are in {out}; the same command goes on from there",
+            print(f"stopped: the results so far are in {out}; the same command goes on from there",
                   file=err, flush=True)
             raise
         finally:

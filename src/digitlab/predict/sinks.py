@@ -23,14 +23,17 @@ Memory: resuming keeps an 8-byte hash per done row (`DoneSet`), not the rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import json
 import os
 import re
+import signal
+import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +63,8 @@ class DoneSet:
     """The labels a result file already holds, as sorted 64-bit hashes (8 bytes a label; the
     chance that one of a million new labels collides with a million done ones is ~1e-7)."""
 
-    def __init__(self, labels: Sequence[str] | None = None):
-        self._new = array("Q", (_hash(s) for s in labels or ()))
+    def __init__(self) -> None:
+        self._new = array("Q")  # added since the last freeze()
         self._sorted = np.zeros(0, np.uint64)
 
     def add(self, label: str) -> None:
@@ -186,10 +189,11 @@ class _LineSink(_Sink):
 
     def _append(self, texts: list[str]) -> None:
         try:
-            self._fh.seek(0, os.SEEK_END)
-            self._fh.write("".join(texts).encode(*_ENCODING))
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
+            with _signals_held():
+                self._fh.seek(0, os.SEEK_END)
+                self._fh.write("".join(texts).encode(*_ENCODING))
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
         except OSError as exc:
             raise StorageError(f"{self.path}: cannot write the results ({exc.strerror or exc})") from None
 
@@ -203,6 +207,21 @@ class JsonlSink(_LineSink):
 
 class CsvSink(_LineSink):
     fmt = "csv"
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait until a batch is written: Python could otherwise raise
+    KeyboardInterrupt between two write calls of one batch and leave half a row."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _line_text(fh: Any, start: int, last: bytes) -> str:
