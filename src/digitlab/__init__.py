@@ -68,6 +68,7 @@ if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
 # The public facade: name -> the module that defines it.
 _FACADE = {
     "Predictor": "digitlab.predict.predictor",
+    "predict_to_file": "digitlab.predict.batch",
     "Config": "digitlab.config.settings",
     "make_config": "digitlab.pipeline",
     "load_mnist": "digitlab.data.mnist",

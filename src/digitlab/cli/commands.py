@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from .. import __version__
-from ..errors import DigitlabError
+from ..errors import ConfigError, DigitlabError
 from ..files.layout import default_runs_dir
 from .options import fill_metavars, training_config, with_options
 from .output import print_dataset, print_explored, print_export, print_run_summary, print_shown, say, usage_error_line
@@ -141,8 +141,30 @@ def predict(ctx: typer.Context, **o: Any) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
     from ..predict.present import print_predictions
 
-    if print_predictions(**o).failed:
+    out, workers, engine = o.pop("out"), o.pop("workers"), o.pop("engine")
+    if out is None:
+        if workers is not None or engine is not None:
+            raise ConfigError("--workers and --engine go with --out FILE")
+        failed = print_predictions(**o).failed
+    else:
+        failed = predict_to_file_command(out, workers=workers, engine=engine, **o)
+    if failed:
         raise typer.Exit(1)
+
+
+def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool, annotate: Any, show_input: Any,
+                            number: bool, engine: str | None, **o: Any) -> int:
+    """`predict --out FILE`: stream every input's answer into FILE; returns how many inputs failed."""
+    from ..predict.batch import predict_to_file
+
+    if as_json or as_csv or annotate or show_input:
+        raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); "
+                          "--json, --csv, --annotate and --show-input are for printed results")
+    if not paths:
+        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)
+    say(summary.line())
+    return summary.failed
 
 
 @command("export")

@@ -51,7 +51,7 @@ def _o(param: str, tp: Any, default: Any, flags: tuple[str, ...], metavar: str, 
     return Option(param, field, tp, default, flags, metavar, help_text)
 
 
-MODEL_HELP = ("Run directory, model directory or model file; 'latest' = the latest run under --out. "
+MODEL_HELP = ("Run directory, model directory or model file; 'latest' = the latest run under --runs-dir. "
               "(default: the shipped pretrained model)")
 
 # Every option of every command, once. Keys are unique; a flag that means different things in
@@ -98,7 +98,9 @@ OPTIONS: dict[str, Option] = {
     "data_download": _o("download", bool, False, ("--download",), "", "Use MNIST downloaded into the user cache."),
     # predict
     "paths": _o("paths", Optional[list[str]], None, (), "IMAGES",
-                "Image files, directories (searched recursively), glob patterns, or - for stdin."),
+                "Image files, directories (searched recursively), glob patterns, or - for stdin; with --out also "
+                "@LIST (a file naming one image a line, relative to the current directory) and tar / zip "
+                "archives (.tar, .tar.gz, .tgz, .tar.bz2, .tar.xz, .zip; members are read, not extracted)."),
     "model": _o("model", Optional[str], None, ("--model", "-m"), "PATH", MODEL_HELP),
     "runtime": _o("runtime", str, "auto", ("--runtime",), "NAME", "Inference runtime: auto, keras, onnx or litert."),
     "number": _o("number", bool, False, ("--number", "-n"), "",
@@ -113,6 +115,15 @@ OPTIONS: dict[str, Option] = {
     "show_input": _o("show_input", Optional[str], None, ("--show-input",), "DIR",
                      "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."),
     "runs_dir": _o("runs_dir", Optional[str], None, ("--runs-dir",), "DIR", RUNS_HELP),
+    "predict_out": _o("out", Optional[str], None, ("--out", "-o"), "FILE",
+                      "Write the results to FILE (.jsonl, .csv or .parquet, by the suffix) as they come, using all "
+                      "cores, with a progress bar, for any number of images. Re-running the same command after an "
+                      "interruption skips what FILE already holds."),
+    "predict_workers": _o("workers", Optional[int], None, ("--workers", "-w"), "N",
+                          "With --out: processes that decode and preprocess (0: all in one process). "
+                          "(default: the number of cores)"),
+    "engine": _o("engine", Optional[str], None, ("--engine",), "NAME",
+                 "With --out: where the work runs; local (this machine's cores). (default: local)"),
     # export
     "source": _o("source", Optional[str], None, (), "SOURCE",
                  "Run directory or name, model directory, or .keras file. (default: the latest run)"),
@@ -165,7 +176,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "show": ("run", "out", "index", "show_seed", "save"),
     "presets": (),
     "data": ("data", "data_dir", "data_download"),
-    "predict": ("paths", "model", "runtime", "number", "as_json", "as_csv", "threshold", "annotate", "show_input", "out"),
+    "predict": ("paths", "model", "runtime", "number", "as_json", "as_csv", "threshold", "annotate", "show_input",
+                "predict_out", "predict_workers", "engine", "runs_dir"),
     "export": ("source", "format", "export_out", "quantize", "runs_dir"),
     "serve": ("serve_model", "serve_runtime", "host", "port", "workers", "log_level", "access_log", "limit_concurrency",
               "timeout_keep_alive", "timeout_headers", "timeout_body", "allowed_host", "corrections", "corrections_max",

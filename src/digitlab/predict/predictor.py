@@ -93,16 +93,18 @@ class Predictor:
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, runtime: str = "auto",
-             threshold: float | None = None, out: str | os.PathLike | None = None) -> Predictor:
+             threshold: float | None = None, out: str | os.PathLike | None = None,
+             threads: int | None = None) -> Predictor:
         """Open `model` (see `resolve_model`; default: the shipped pretrained model) on `runtime`.
 
-        `threshold` None uses the model's own uncertain threshold (see `__init__`)."""
+        `threshold` None uses the model's own uncertain threshold (see `__init__`); `threads`:
+        the runtime's intra-op threads (None: `runtimes.default_threads`)."""
         from ..export.runtimes import open_runner
 
         if threshold is not None:
             _check_threshold(threshold)  # before the slow model load
         path = resolve_model(model, out)
-        runner = open_runner(path, runtime)
+        runner = open_runner(path, runtime, threads=threads)
         model_file = Path(runner.path)
         try:
             metrics = read_json(model_file.parent / METRICS_FILE, missing={})
@@ -133,9 +135,9 @@ class Predictor:
 
     # ----------------------------------------------------------------- the steps
 
-    def prepare(self, image: Any, *, mode: str = "digit", source: str | None = None,
-                keep_image: bool = False) -> _Prepared:
-        """Decode and preprocess one image (raises ImageError); no model call."""
+    def resolve_mode(self, mode: str) -> str:
+        """The mode `prepare_image` gets for `mode` with this model (raises ConfigError): a model of
+        other classes than digits reads one item an image."""
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
         if not self.digit_classes:
@@ -144,21 +146,12 @@ class Predictor:
                 raise ConfigError(f"number mode needs a digit model; this one's classes are "
                                   f"{', '.join(self.classes[:5])}{', ...' if len(self.classes) > 5 else ''}")
             mode = "digit"
-        if source is None and isinstance(image, (str, os.PathLike)):
-            source = str(image)
-        img = pp.load_image(image, name=source)
-        kept, kept_scale = _display_copy(img) if keep_image else (None, 1.0)
-        if mode == "digit":
-            found = pp.find_digit(img)
-            boxes, inputs = ((), ()) if found is None else ((found[0],), (found[1],))
-            number = auto = False
-        else:
-            segs = pp.segment_digits(img)
-            boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
-            # In auto mode one group holds all the ink (what find_digit would give): a single digit.
-            number = mode == "number" or len(segs) >= 2
-            auto = number and mode == "auto"
-        return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale)
+        return mode
+
+    def prepare(self, image: Any, *, mode: str = "digit", source: str | None = None,
+                keep_image: bool = False) -> _Prepared:
+        """Decode and preprocess one image (raises ImageError); no model call."""
+        return prepare_image(image, mode=self.resolve_mode(mode), source=source, keep_image=keep_image)
 
     def _digit(self, probs: np.ndarray, box: Any, inp: np.ndarray, source: str | None, *,
                empty: bool, score: float) -> DigitPrediction:
@@ -260,19 +253,52 @@ class Predictor:
             try:
                 pending.append((label, self.prepare(image, mode=mode, source=label, keep_image=keep_image)))
             except ImageError as exc:
-                pending.append((label, _strip_label(str(exc), label)))
+                pending.append((label, strip_label(str(exc), label)))
             if len(pending) >= chunk:
-                yield from self._finish_outcomes(pending)
+                yield from self.classify(pending)
                 pending = []
-        yield from self._finish_outcomes(pending)
+        yield from self.classify(pending)
 
-    def _finish_outcomes(self, pending: list[tuple[str | None, _Prepared | str]]) -> Iterator[Outcome]:
+    def classify(self, pending: Sequence[tuple[str | None, _Prepared | str]]) -> Iterator[Outcome]:
+        """The second half of `predict_stream`: (label, prepared image or error text) pairs, e.g.
+        from `prepare_image` in worker processes, -> their Outcomes, in order, with one model call."""
         results = iter(self.finish([p for _, p in pending if isinstance(p, _Prepared)]))
         for label, p in pending:
             if isinstance(p, _Prepared):
                 yield Outcome(label, next(results), None, p.image, p.image_scale)
             else:
                 yield Outcome(label, None, p)
+
+
+def prepare_image(image: Any, *, mode: str = "digit", source: str | None = None,
+                  keep_image: bool = False) -> _Prepared:
+    """Decode and preprocess one image for a model (raises ImageError): the first half of
+    `Predictor.predict_stream`. Needs no model, so worker processes can run it; `mode` is
+    "digit", "number" or "auto" (see `Predictor.resolve_mode`)."""
+    if source is None and isinstance(image, (str, os.PathLike)):
+        source = str(image)
+    img = pp.load_image(image, name=source)
+    kept, kept_scale = _display_copy(img) if keep_image else (None, 1.0)
+    if mode == "digit":
+        found = pp.find_digit(img)
+        boxes, inputs = ((), ()) if found is None else ((found[0],), (found[1],))
+        number = auto = False
+    else:
+        segs = pp.segment_digits(img)
+        boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
+        # In auto mode one group holds all the ink (what find_digit would give): a single digit.
+        number = mode == "number" or len(segs) >= 2
+        auto = number and mode == "auto"
+    return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale)
+
+
+def strip_label(msg: str, label: str | None) -> str:
+    """An ImageError's text without its leading "<label>: " (the label is shown separately)."""
+    prefixes = ([f"{label}: "] if label else []) + ["<bytes>: ", "<array>: ", "<image>: ", "<stream>: "]
+    for prefix in prefixes:
+        if msg.startswith(prefix):
+            return msg[len(prefix):]
+    return msg
 
 
 def _check_threshold(threshold: Any) -> None:
@@ -293,15 +319,6 @@ def _display_copy(img: Any) -> tuple[Any, float]:
 
 def _default_label(image: Any) -> str:
     return str(image) if isinstance(image, (str, os.PathLike)) else "<image>"
-
-
-def _strip_label(msg: str, label: str | None) -> str:
-    """An ImageError's text without its leading "<label>: " (the label is shown separately)."""
-    prefixes = ([f"{label}: "] if label else []) + ["<bytes>: ", "<array>: ", "<image>: ", "<stream>: "]
-    for prefix in prefixes:
-        if msg.startswith(prefix):
-            return msg[len(prefix):]
-    return msg
 
 
 __all__ = ["DigitPrediction", "NumberPrediction", "Outcome", "Predictor", "resolve_model", "pretrained_dir",

@@ -59,6 +59,19 @@ def flags(result: DigitPrediction | NumberPrediction) -> str:
     return ", ".join(out)
 
 
+KINDS = ("digit", "uncertain", "not_digit", "no_digit", "error")  # what a summary counts, one kind an input
+
+
+def kind_of(outcome: Outcome) -> str:
+    """The one KINDS entry of an outcome, by the precedence `flags` shows them in
+    (a confident number counts as "digit")."""
+    result = outcome.result
+    if result is None:
+        return "error"
+    return "no_digit" if result.no_digit else "not_digit" if result.not_digit else \
+        "uncertain" if result.uncertain else "digit"
+
+
 def table_row(label: str, result: DigitPrediction | NumberPrediction,
               classes: Sequence[str] | None = None) -> tuple[str, ...]:
     """One row of the table; `classes` names the top-3 (default: their numbers, which are the digits)."""
@@ -316,7 +329,7 @@ def print_table(rows: Sequence[tuple[str, ...]], *, file: Any = None) -> None:
 
 def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, runtime: str = "auto",
                       number: bool = False, as_json: bool = False, as_csv: bool = False, threshold: float | None = None,
-                      annotate: str | None = None, show_input: str | None = None, out: str | None = None) -> Printer:
+                      annotate: str | None = None, show_input: str | None = None, runs_dir: str | None = None) -> Printer:
     """`digitlab predict`: every input's answer as a table, JSON or CSV on stdout (pictures in
     `annotate` / `show_input`); returns the Printer, whose `failed` says whether an input failed."""
     from ..errors import ConfigError
@@ -329,7 +342,7 @@ def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, 
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
-    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=runs_dir)
     items = expand_inputs(paths)
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
                  annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:

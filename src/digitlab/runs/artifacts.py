@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ModelError
-from ..files.layout import CONFIG_FILE, MODEL_FILE, metadata_path
 from ..files.atomic import sha256_file
+from ..files.layout import CONFIG_FILE, MODEL_FILE, metadata_path
 
 META_PREFIX = "digitlab."  # keys of ONNX metadata_props written by digitlab
 
