@@ -22,7 +22,7 @@ from ..errors import DigitlabError
 from ..files.layout import default_runs_dir
 from ..server import settings as serving  # light (no FastAPI): the serve defaults live there
 from .options import DATA_DIR_HELP, DATA_HELP, RUNS_HELP, fill_metavars, training_config, with_training_options
-from .output import print_class_counts, print_run_summary, say, usage_error_line
+from .output import print_class_counts, print_comparison, print_run_summary, say, usage_error_line
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
@@ -249,6 +249,23 @@ def export(
         say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
             f"same top class {check['argmax_agreement'] * 100:.1f}%")
     say(f"  metadata (with the model's config) in {path.name}.json")
+
+
+@app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="First run (directory, name or 'latest').", metavar="RUN_A")],
+    run_b: Annotated[str, typer.Argument(help="Second run.", metavar="RUN_B")],
+    out: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help=(
+        "Also write compare.html, compare.json and disagreements.png into DIR (created if missing)."))] = None,
+    runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP, metavar="DIR")] = None,
+    runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, onnx or litert.", metavar="NAME")] = "auto",
+) -> None:
+    """Two runs side by side on the same test set: accuracy with an exact McNemar test, F1 per
+    class, calibration (ECE), size and time, and the images they disagree on."""
+    from ..report.compare import compare_runs
+
+    c = compare_runs(run_a, run_b, out=out, runs_dir=runs_dir, runtime=runtime, log=say)
+    print_comparison(c)
 
 
 @app.command()
