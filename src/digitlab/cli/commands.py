@@ -196,6 +196,9 @@ def predict(
         "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
     show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(
         "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."))] = None,
+    neighbours_dir: Annotated[Optional[str], typer.Option("--neighbours", metavar="DIR", help=(
+        "Write a picture per input into DIR: for each of the top-3 classes, the 5 training images nearest to "
+        "it in the model's embedding (the index is built beside the model on first use)."))] = None,
     out: RunsOpt = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
@@ -209,16 +212,57 @@ def predict(
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
-    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input, neighbours_dir)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    if neighbours_dir:
+        from ..predict.neighbours import ensure_index
+
+        ensure_index(predictor.model_path.parent, log=lambda line: typer.echo(line, err=True))
     items = expand_inputs(paths)
+    used: set[str] = set()
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
                  annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
         for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
                                                 keep_image=annotate is not None):
             printer.add(outcome)
+            if dirs[2] is not None and outcome.result is not None:
+                _neighbour_pictures(predictor, outcome, dirs[2], used)
     if printer.failed:
         raise typer.Exit(1)
+
+
+def _neighbour_pictures(predictor: Any, outcome: Any, folder: Any, used: set[str]) -> None:
+    """`predict --neighbours DIR`: one picture per digit found (a number gives one per digit)."""
+    from ..files.atomic import atomic_path
+    from ..predict.neighbours import strip_picture
+    from ..predict.present import output_name
+
+    digits = getattr(outcome.result, "digits", None) or (outcome.result,)
+    for d in digits:
+        if d.no_digit:
+            continue
+        with atomic_path(folder / output_name(outcome.source or "input", used)) as tmp:
+            strip_picture(d, predictor.neighbours(d)).save(tmp, format="PNG")
+
+
+@app.command()
+def neighbours(
+    model: Annotated[Optional[str], typer.Argument(help=(
+        "Run directory or name, model directory, or 'latest'. (default: the shipped pretrained model)"),
+        metavar="MODEL", show_default=False)] = None,
+    out: RunsOpt = None,
+    per_class: Annotated[Optional[int], typer.Option("--per-class", metavar="N", help=(
+        "Index only the first N training images of each class (a smaller file). (default: all)"))] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Build it again even if it is current.")] = False,
+) -> None:
+    """Build the nearest-training-example index beside a model (neighbours.npz + embedding.onnx), used by
+    `predict --neighbours`, the API's neighbours=true and the page; rebuilt when the model changes."""
+    from ..predict.neighbours import NeighbourIndex, ensure_index
+
+    path = ensure_index(model, out=out, per_class=per_class, rebuild=rebuild, log=say)
+    index = NeighbourIndex(path.parent)
+    say(f"{path}: {index.size:,} training images, {index.dims} dimensions"
+        + (f" (the first {index.per_class:,} of each class)" if index.per_class else "") + "; current")
 
 
 @app.command()

@@ -181,3 +181,26 @@ def ensure_index(model: str | os.PathLike | None = None, *, out: str | os.PathLi
         return folder / NEIGHBOURS_FILE
     say(f"{problem}: building the neighbour index (once per model)")
     return build_index(folder, per_class=per_class, log=say)
+
+
+def strip_picture(prediction: Any, found: list[Neighbours], zoom: int = 3) -> Any:
+    """One PIL picture: per top-3 class a row "class (probability)", the input, then its nearest
+    training images (what the model thinks that class looks like)."""
+    from PIL import Image, ImageDraw
+
+    side, gap, margin = 28 * zoom, 4, 96
+    cols = 1 + max((len(n.indices) for n in found), default=0)
+    rows = max(len(found), 1)
+    canvas = Image.new("L", (margin + cols * (side + gap), rows * (side + gap) + gap), 255)
+    draw = ImageDraw.Draw(canvas)
+    probs = dict(prediction.top3)
+    big = Image.Resampling.NEAREST
+    source = np.asarray(prediction.model_input if prediction.model_input is not None else np.zeros((28, 28)), np.uint8)
+    for r, n in enumerate(found):
+        y = gap + r * (side + gap)
+        draw.text((6, y + side // 2 - 6), f"{n.name} ({100 * probs.get(n.label, 0.0):.1f}%)", fill=0)
+        canvas.paste(Image.fromarray(source).resize((side, side), big), (margin, y))
+        for c, image in enumerate(n.images, start=1):
+            canvas.paste(Image.fromarray(np.asarray(image, np.uint8)).resize((side, side), big),
+                         (margin + c * (side + gap) + gap, y))
+    return canvas
