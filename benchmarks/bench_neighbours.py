@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from _common import load_average, machine, write_section  # noqa: E402 - puts src/ on the path
+from _common import load_average, machine, write_section
 
 HEADING = "## Nearest training examples (digitlab neighbours)"
 
