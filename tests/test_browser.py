@@ -217,3 +217,20 @@ def test_wrong_its_a_saves_a_correction(page, corrections):
     page.get_by_role("button", name="Clear").click()
     page.wait_for_selector('#result[data-state="idle"]')
     assert page.locator("#correct").is_hidden()
+
+
+def test_nearest_training_images_under_the_bars(page):
+    """For each of the top 3, a row of 5 training images of that class (the shipped model has an index)."""
+    draw(page, STROKES["7"])
+    wait_done(page)
+    page.wait_for_selector("#neighbours:not([hidden])")
+    rows = page.locator("#neighbour-rows li")
+    assert rows.count() == 3
+    assert rows.nth(0).get_attribute("data-label") == "7"
+    for i in range(3):
+        images = rows.nth(i).locator("img")
+        assert images.count() == 5
+        assert images.nth(0).get_attribute("src").startswith("data:image/png;base64,")
+    page.get_by_role("button", name="Clear").click()
+    page.wait_for_selector('#result[data-state="idle"]')
+    assert page.locator("#neighbours").is_hidden()

@@ -22,7 +22,17 @@ from .. import __version__
 from ..errors import ConfigError, DigitlabError
 from ..files.layout import default_runs_dir
 from .options import fill_metavars, training_config, with_options
-from .output import print_dataset, print_explored, print_export, print_run_summary, print_shown, say, usage_error_line
+from .output import (
+    print_comparison,
+    print_dataset,
+    print_explored,
+    print_export,
+    print_index,
+    print_run_summary,
+    print_shown,
+    say,
+    usage_error_line,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # the shell convention for "stopped by Ctrl-C"
@@ -153,18 +163,28 @@ def predict(ctx: typer.Context, **o: Any) -> None:
 
 
 def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool, annotate: Any, show_input: Any,
-                            number: bool, engine: str | None, **o: Any) -> int:
+                            neighbours_dir: Any, number: bool, engine: str | None, **o: Any) -> int:
     """`predict --out FILE`: stream every input's answer into FILE; returns how many inputs failed."""
     from ..predict.batch import predict_to_file
 
-    if as_json or as_csv or annotate or show_input:
+    if as_json or as_csv or annotate or show_input or neighbours_dir:
         raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); "
-                          "--json, --csv, --annotate and --show-input are for printed results")
+                          "--json, --csv, --annotate, --show-input and --neighbours are for printed results")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)
     say(summary.line())
     return summary.failed
+
+
+@command("neighbours")
+def neighbours(ctx: typer.Context, **o: Any) -> None:
+    """Build the nearest-training-example index beside a model (neighbours.npz + embedding.onnx), used by
+    `predict --neighbours`, the API's neighbours=true and the page; rebuilt when the model changes."""
+    from ..predict.neighbours import NeighbourIndex, ensure_index
+
+    path = ensure_index(**o, log=say)
+    print_index(path, NeighbourIndex(path.parent))
 
 
 @command("export")
@@ -175,6 +195,15 @@ def export(ctx: typer.Context, **o: Any) -> None:
     path = export_model(o["source"], o["format"], out=o["out"], quantize=o["quantize"],
                         runs_dir=o["runs_dir"] or default_runs_dir())
     print_export(path, o["format"], o["quantize"])
+
+
+@command("compare")
+def compare(ctx: typer.Context, **o: Any) -> None:
+    """Two runs side by side on the same test set: accuracy with an exact McNemar test, F1 per
+    class, calibration (ECE), size and time, and the images they disagree on."""
+    from ..report.compare import compare_runs
+
+    print_comparison(compare_runs(o.pop("run_a"), o.pop("run_b"), **o, log=say))
 
 
 @command("serve")

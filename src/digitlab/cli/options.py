@@ -46,6 +46,9 @@ class Option(NamedTuple):
     help: Any  # a text, or a function giving it (texts that need an import)
 
 
+REQUIRED = inspect.Parameter.empty  # the default of an argument that must be given
+
+
 def _o(param: str, tp: Any, default: Any, flags: tuple[str, ...], metavar: str, help_text: Any,
        field: str | None = None) -> Option:
     return Option(param, field, tp, default, flags, metavar, help_text)
@@ -124,6 +127,20 @@ OPTIONS: dict[str, Option] = {
                           "(default: the number of cores)"),
     "engine": _o("engine", Optional[str], None, ("--engine",), "NAME",
                  "With --out: where the work runs; local (this machine's cores). (default: local)"),
+    "neighbours_dir": _o("neighbours_dir", Optional[str], None, ("--neighbours",), "DIR",
+                         "Write a picture per input into DIR: for each of the top-3 classes, the 5 training images "
+                         "nearest to it in the model's embedding (the index is built beside the model on first use)."),
+    # neighbours
+    "index_model": _o("model", Optional[str], None, (), "MODEL",
+                      "Run directory or name, model directory, or 'latest'. (default: the shipped pretrained model)"),
+    "per_class": _o("per_class", Optional[int], None, ("--per-class",), "N",
+                    "Index only the first N training images of each class (a smaller file). (default: all)"),
+    "rebuild": _o("rebuild", bool, False, ("--rebuild",), "", "Build it again even if it is current."),
+    # compare
+    "run_a": _o("run_a", str, REQUIRED, (), "RUN_A", "First run (directory, name or 'latest')."),
+    "run_b": _o("run_b", str, REQUIRED, (), "RUN_B", "Second run."),
+    "compare_out": _o("out", Optional[str], None, ("--out", "-o"), "DIR",
+                      "Also write compare.html, compare.json and disagreements.png into DIR (created if missing)."),
     # export
     "source": _o("source", Optional[str], None, (), "SOURCE",
                  "Run directory or name, model directory, or .keras file. (default: the latest run)"),
@@ -177,8 +194,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "presets": (),
     "data": ("data", "data_dir", "data_download"),
     "predict": ("paths", "model", "runtime", "number", "as_json", "as_csv", "threshold", "annotate", "show_input",
-                "predict_out", "predict_workers", "engine", "runs_dir"),
+                "neighbours_dir", "predict_out", "predict_workers", "engine", "runs_dir"),
+    "neighbours": ("index_model", "out", "per_class", "rebuild"),
     "export": ("source", "format", "export_out", "quantize", "runs_dir"),
+    "compare": ("run_a", "run_b", "compare_out", "runs_dir", "runtime"),
     "serve": ("serve_model", "serve_runtime", "host", "port", "workers", "log_level", "access_log", "limit_concurrency",
               "timeout_keep_alive", "timeout_headers", "timeout_body", "allowed_host", "corrections", "corrections_max",
               "corrections_max_mb"),
@@ -196,7 +215,7 @@ def with_options(command: str) -> Callable[[Callable[..., None]], Callable[..., 
             o = OPTIONS[key]
             help_text = o.help() if callable(o.help) else o.help
             if o.flags:
-                spec = typer.Option(*o.flags, help=help_text, metavar=o.metavar, show_default=o.default not in (None, False))
+                spec = typer.Option(*o.flags, help=help_text, metavar=o.metavar, show_default=o.default not in (None, False, REQUIRED))
             else:
                 spec = typer.Argument(help=help_text, metavar=o.metavar, show_default=False)
             params.append(inspect.Parameter(o.param, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=o.default,

@@ -52,6 +52,27 @@ def _pct(value: Any) -> str:
     return "-" if value is None else f"{value * 100:.2f}%"
 
 
+def print_comparison(c: Any) -> None:
+    """A `report.compare.Comparison` as a table, the verdict, and the files written."""
+    a, b = c.a, c.b
+    width = max(12, len(a.name), len(b.name))
+    mb = lambda n: "-" if n is None else f"{n / 1e6:.2f} MB"  # noqa: E731
+    secs = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
+    rows = [("test accuracy", _pct(a.accuracy), _pct(b.accuracy)), ("errors", f"{a.errors:,}", f"{b.errors:,}"),
+            ("macro F1", f"{a.macro_f1:.4f}", f"{b.macro_f1:.4f}"), ("ECE", f"{a.ece:.4f}", f"{b.ece:.4f}"),
+            ("model file", mb(a.model_bytes), mb(b.model_bytes)),
+            ("training", secs(a.train_seconds), secs(b.train_seconds)),
+            ("ms per image", f"{a.predict_ms:.3f}", f"{b.predict_ms:.3f}")]
+    say(f"{len(c.y_true):,} test images ({c.data_source})")
+    say(f"{'':<16}{a.name:>{width}}  {b.name:>{width}}")
+    for label, va, vb in rows:
+        say(f"{label:<16}{va:>{width}}  {vb:>{width}}")
+    say(f"F1 per class    {' '.join(f'{k}:{b.f1[k] - a.f1[k]:+.3f}' for k in c.classes[:12])}  (B - A)")
+    say(f"they disagree on {c.counts.disagree:,} images; {c.verdict}")
+    for path in c.files.values():
+        say(f"wrote {path}")
+
+
 def print_class_counts(classes: list[str], train: list[int], test: list[int]) -> None:
     """Images per class and split: one column per class (digits), or one line per class (others)."""
     if all(len(c) <= 6 for c in classes) and len(classes) <= 12:
@@ -118,3 +139,9 @@ def print_export(path: Any, fmt: str, quantize: str) -> None:
         say(f"  check vs Keras on {check['images']} {check.get('inputs', 'inputs')}: max |dp| {check['max_abs_diff']:.1e}, "
             f"same top class {check['argmax_agreement'] * 100:.1f}%")
     say(f"  metadata (with the model's config) in {path.name}.json")
+
+
+def print_index(path: Any, index: Any) -> None:
+    """`digitlab neighbours`: the index file, its size and whether it holds every training image."""
+    say(f"{path}: {index.size:,} training images, {index.dims} dimensions"
+        + (f" (the first {index.per_class:,} of each class)" if index.per_class else "") + "; current")

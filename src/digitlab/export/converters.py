@@ -34,14 +34,14 @@ OUTPUT_NAME = "probabilities"
 ONNX_OPSET = 17  # ONNX Runtime >= 1.17 runs it; tf2onnx 1.17 writes it
 
 
-def serving_function(model: Any, size: int) -> Any:
+def serving_function(model: Any, size: int, output: str = OUTPUT_NAME) -> Any:
     """The model as one tf.function with an explicit float32 [None, size, size, 1] signature."""
     tf = backend.tensorflow()
     spec = (tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME),)
 
     @tf.function(input_signature=spec)
     def serve(image):
-        return {OUTPUT_NAME: model(image, training=False)}
+        return {output: model(image, training=False)}
 
     return serve, spec
 
@@ -66,19 +66,20 @@ def quiet() -> Iterator[None]:
         absl.setLevel(levels[1])
 
 
-def to_onnx_bytes(model: Any, size: int) -> bytes:
+def to_onnx_bytes(model: Any, size: int, output: str = OUTPUT_NAME) -> bytes:
+    """`model` as ONNX: input INPUT_NAME, one output named `output` (the embedding model has its own)."""
     try:
         import tf2onnx
     except ImportError:
         raise ModelError("ONNX export needs tf2onnx: pip install 'digitlab[export]'") from None
-    serve, spec = serving_function(model, size)
+    serve, spec = serving_function(model, size, output)
     try:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=ONNX_OPSET)
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
         raise ModelError(f"ONNX conversion failed ({type(exc).__name__}: {str(exc)[:300]})") from None
     # tf2onnx names the graph input after the signature and the output after
     # the dict key already; make sure, since runners and docs rely on them.
-    if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
+    if [i.name for i in proto.graph.input] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [output]:
         raise ModelError(f"unexpected ONNX graph names: inputs {[i.name for i in proto.graph.input]}, "
                          f"outputs {[o.name for o in proto.graph.output]}")
     proto.producer_name = "digitlab"

@@ -12,6 +12,9 @@ here, so a name is defined once. A run directory looks like:
       figures/*.png      the figures;  report.html: everything in one page
       members/<i>/       ensemble members, each a run directory of its own
       model.onnx (+ model.onnx.json)   exports, each with its metadata sidecar
+      neighbours.npz     the nearest-training-example index (+ embedding.onnx: the embedding model)
+
+`digitlab compare A B --out DIR` writes compare.html, compare.json and the disagreement figure.
 """
 
 from __future__ import annotations
@@ -36,6 +39,16 @@ ONNX_FILE = "model.onnx"
 TFLITE_FILE = "model.tflite"
 SAVEDMODEL_DIR = "savedmodel"
 METADATA_SUFFIX = ".json"  # model.onnx -> model.onnx.json
+
+# The nearest-training-example index beside a model (`digitlab neighbours`): embeddings,
+# labels, training indices and images; and the penultimate layer as its own ONNX model, so
+# serving on ONNX Runtime finds neighbours without TensorFlow.
+NEIGHBOURS_FILE = "neighbours.npz"
+EMBEDDING_FILE = "embedding.onnx"
+
+COMPARE_HTML = "compare.html"
+COMPARE_JSON = "compare.json"
+COMPARE_FIGURE = "disagreements.png"
 
 RUNS_ENV = "DIGITLAB_RUNS"  # where run directories go when --out is not given
 DEFAULT_RUNS = "runs"

@@ -41,6 +41,7 @@ from ..files.atomic import read_json
 from ..files.layout import METRICS_FILE
 from ..models.ood import near_empty, not_digit_score
 from ..runs.artifacts import model_id, pretrained_dir, resolve_model
+from .neighbours import LazyIndex
 from .results import DigitPrediction, NumberPrediction, Outcome, no_digit, number_of
 
 DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
@@ -90,6 +91,8 @@ class Predictor:
         self.info["not_digit_above"] = self.not_digit_above
         self.info.setdefault("temperature", getattr(config, "temperature", None))
         self.info.setdefault("runtime", getattr(runner, "name", None))
+        # The nearest training images (neighbours.npz beside the model), loaded on first use only.
+        self.neighbour_index = LazyIndex(self.model_path.parent if self.model_path is not None else None)
 
     @classmethod
     def load(cls, model: str | os.PathLike | None = None, *, runtime: str = "auto",
@@ -122,6 +125,7 @@ class Predictor:
         }
         predictor = cls(runner, threshold=threshold, scale=runner.config.scale, info=info)
         predictor.model_path = model_file
+        predictor.neighbour_index.folder = model_file.parent
         return predictor
 
     # ----------------------------------------------------------------- model
@@ -132,6 +136,11 @@ class Predictor:
         if len(x) == 0:
             return np.zeros((0, len(self.classes)), np.float32)
         return np.asarray(self.runner(x), dtype=np.float32)
+
+    def neighbours(self, prediction: DigitPrediction, k: int = 5) -> list[Any]:
+        """For each top-3 class of `prediction`, the `k` nearest training images of that class
+        (`neighbours.Neighbours`); ModelError when the model has no (current) neighbour index."""
+        return self.neighbour_index.get().for_prediction(prediction, k)
 
     # ----------------------------------------------------------------- the steps
 

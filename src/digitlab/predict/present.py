@@ -329,9 +329,11 @@ def print_table(rows: Sequence[tuple[str, ...]], *, file: Any = None) -> None:
 
 def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, runtime: str = "auto",
                       number: bool = False, as_json: bool = False, as_csv: bool = False, threshold: float | None = None,
-                      annotate: str | None = None, show_input: str | None = None, runs_dir: str | None = None) -> Printer:
+                      annotate: str | None = None, show_input: str | None = None, neighbours_dir: str | None = None,
+                      runs_dir: str | None = None) -> Printer:
     """`digitlab predict`: every input's answer as a table, JSON or CSV on stdout (pictures in
-    `annotate` / `show_input`); returns the Printer, whose `failed` says whether an input failed."""
+    `annotate` / `show_input`, the nearest training images of the top 3 in `neighbours_dir`);
+    returns the Printer, whose `failed` says whether an input failed."""
     from ..errors import ConfigError
     from ..files.atomic import check_writable_dir
     from .inputs import expand_inputs
@@ -341,12 +343,32 @@ def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, 
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
-    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input, neighbours_dir)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=runs_dir)
+    if neighbours_dir:
+        from .neighbours import ensure_index
+
+        ensure_index(predictor.model_path.parent, log=lambda line: print(line, file=sys.stderr))
     items = expand_inputs(paths)
+    used: set[str] = set()
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
                  annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
         for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
                                                 keep_image=annotate is not None):
             printer.add(outcome)
+            if dirs[2] is not None and outcome.result is not None:
+                _neighbour_pictures(predictor, outcome, dirs[2], used)
     return printer
+
+
+def _neighbour_pictures(predictor: Any, outcome: Outcome, folder: Path, used: set[str]) -> None:
+    """`predict --neighbours DIR`: one picture per digit found (a number gives one per digit)."""
+    from ..files.atomic import atomic_path
+    from .neighbours import strip_picture
+
+    digits = getattr(outcome.result, "digits", None) or (outcome.result,)
+    for d in digits:
+        if d.no_digit:
+            continue
+        with atomic_path(folder / output_name(outcome.source or "input", used)) as tmp:
+            strip_picture(d, predictor.neighbours(d)).save(tmp, format="PNG")

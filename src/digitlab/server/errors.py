@@ -112,6 +112,12 @@ def storage_failed() -> ApiError:
     return ApiError(507, "cannot store", "the server could not write the correction (its disk); the log says why")
 
 
+def no_neighbours() -> ApiError:
+    # No path in the text: the client learns what to ask for, not the server's folders.
+    return ApiError(409, "no neighbour index", "this model has no current neighbour index; on the server, run "
+                    "`digitlab neighbours MODEL` (once per model) and restart it")
+
+
 def not_loaded() -> ApiError:
     return ApiError(503, "model not loaded", "the server is starting or stopping")
 

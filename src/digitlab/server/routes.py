@@ -18,9 +18,10 @@ from .schemas import (
     CORRECTION_ERRORS,
     ERRORS,
     IMAGE_BODY,
+    PREDICT_ERRORS,
     BatchResult,
     CorrectionResult,
-    DigitResult,
+    DigitResultWithNeighbours,
     Health,
     ModelInfo,
     NumberResult,
@@ -88,19 +89,24 @@ def model_summary(predictor: Any) -> dict[str, Any]:
 def add_api_routes(app: FastAPI) -> None:
     include_q = Query(False, description="Also return the 28x28 image the model saw (`model_input`).")
 
-    async def predict_one(request: Request, mode: str, include_input: bool) -> Response:
+    neighbours_q = Query(False, description=(
+        "Also return, for each of the top-3 classes, the 5 training images nearest to the input in the model's "
+        "embedding (`neighbours`: label, name, training indices, cosine similarity, base64 PNGs); 409 when the "
+        "model has no neighbour index (`digitlab neighbours MODEL`)."))
+
+    async def predict_one(request: Request, mode: str, include_input: bool, neighbours: bool = False) -> Response:
         """The body of /api/predict and /api/predict/number. The JSON is written once here (a ready
         Response skips FastAPI's re-validation; `response_model` still documents it)."""
         data, name = await _one_image(request)
-        body = await _work(request).predict(data, name, mode, include_input)
+        body = await _work(request).predict(data, name, mode, include_input, neighbours)
         return Response(body, media_type="application/json")
 
-    @app.post("/api/predict", response_model=DigitResult, responses=ERRORS, openapi_extra={"requestBody": IMAGE_BODY},
+    @app.post("/api/predict", response_model=DigitResultWithNeighbours, responses=PREDICT_ERRORS, openapi_extra={"requestBody": IMAGE_BODY},
               summary="Predict one digit", tags=["predict"])
-    async def predict(request: Request, include_input: bool = include_q) -> Any:
+    async def predict(request: Request, include_input: bool = include_q, neighbours: bool = neighbours_q) -> Any:
         """One digit from an image (multipart `file` or the raw body). An empty image gives `no_digit: true`,
         ink that is not a digit (a letter, a shape) `not_digit: true`."""
-        return await predict_one(request, "digit", include_input)
+        return await predict_one(request, "digit", include_input, neighbours)
 
     @app.post("/api/predict/number", response_model=NumberResult, responses=ERRORS,
               openapi_extra={"requestBody": IMAGE_BODY}, summary="Read a whole number", tags=["predict"])

@@ -36,6 +36,19 @@ class DigitResult(BaseModel):
     source: Optional[str] = None
 
 
+class NeighbourRow(BaseModel):
+    label: int = Field(description="The class (one of the top 3).")
+    name: str = Field(description="The class's name.")
+    indices: list[int] = Field(description="Positions of the nearest training images in the training split.")
+    similarity: list[float] = Field(description="Cosine similarity of each to the input in the model's embedding.")
+    images: list[str] = Field(description="The training images: 28x28 grey PNGs, base64.")
+
+
+class DigitResultWithNeighbours(DigitResult):
+    neighbours: Optional[list[NeighbourRow]] = Field(None, description=(
+        "Only with neighbours=true: for each top-3 class, its 5 nearest training images ([] when no digit)."))
+
+
 class NumberResult(BaseModel):
     text: str = Field(description="The digits read left to right ('' when there are none).")
     digits: list[DigitResult]
@@ -146,4 +159,8 @@ CORRECTION_ERRORS = {
     409: {"model": ErrorResponse, "description": "The corrections folder is full (samples or bytes)."},
     422: {"model": ErrorResponse, "description": "No or an unknown label, no digit in the image, or a malformed request."},
     507: {"model": ErrorResponse, "description": "The server could not write to its disk."},
+}
+PREDICT_ERRORS = {
+    **ERRORS,
+    409: {"model": ErrorResponse, "description": "neighbours=true, but the model has no neighbour index."},
 }

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DigitlabError, StorageError
+from ..errors import DigitlabError, ModelError, StorageError
 from . import errors
 
 # Images of at least this many pixels give their freed memory back at once (malloc_trim,
@@ -103,12 +103,20 @@ class ImageWork:
                 if pixels >= TRIM_ABOVE:
                     self._trim()
 
-    async def predict(self, data: bytes, name: str, mode: str, include_input: bool) -> bytes:
-        """One image -> its answer as JSON bytes (ApiError 415/422 for a bad image)."""
+    async def predict(self, data: bytes, name: str, mode: str, include_input: bool, neighbours: bool = False) -> bytes:
+        """One image -> its answer as JSON bytes (ApiError 415/422 for a bad image); with `neighbours`,
+        for each top-3 class its nearest training images (ApiError 409 when the model has no index)."""
 
         def work() -> bytes:
             result = self.predictor.finish([self._prepare(data, name, mode)])[0]
-            return json_bytes(result.to_dict(include_input=include_input))
+            answer = result.to_dict(include_input=include_input)
+            if neighbours:
+                try:
+                    found = self.predictor.neighbours(result) if hasattr(result, "top3") else []
+                except ModelError:
+                    raise errors.no_neighbours() from None
+                answer["neighbours"] = [n.to_dict() for n in found]
+            return json_bytes(answer)
 
         try:
             return await self._run(work)

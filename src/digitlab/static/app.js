@@ -246,6 +246,7 @@
     numberDigits.replaceChildren();
     pctx.clearRect(0, 0, 28, 28);
     showCorrect(false);
+    showNeighbours(null);
   }
 
   // ------------------------------------------------------------------ corrections
@@ -303,9 +304,8 @@
     try {
       const body = file || (await canvasBlob());
       const type = (file && file.type && file.type.startsWith("image/")) ? file.type : "image/png";
-      const url = mode === "number" ? "/api/predict/number?include_input=true" : "/api/predict?include_input=true";
-      const resp = await fetch(url, { method: "POST", headers: { "Content-Type": type }, body });
-      const data = await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }));
+      const url = mode === "number" ? "/api/predict/number?include_input=true" : neighbourUrl("/api/predict?include_input=true");
+      const [resp, data] = await postWithNeighbours(url, type, body);
       if (mySeq !== seq) return;  // a newer request was sent meanwhile
       if (!resp.ok) { showError(data); return; }
       lastSent = { body, type };
@@ -326,6 +326,7 @@
     statusOut.textContent = `Error: ${data.error || "failed"}${data.detail ? " – " + (typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail)) : ""}`;
     setBars(null);
     showCorrect(false);
+    showNeighbours(null);
   }
 
   function pct(x) { return `${(x * 100).toFixed(1)}%`; }
@@ -370,6 +371,59 @@
       showCorrect(true);
     }
     drawInput(preview, pctx, r.model_input);
+    showNeighbours(r);
+  }
+
+  // ------------------------------------------------------------------ nearest training images
+
+  // Asked for with every digit prediction while the server has an index for its model; a
+  // server without one answers 409 "no neighbour index" once, and the page stops asking.
+  let neighboursOn = true;
+  const neighbourBox = $("neighbours");
+  const neighbourRows = $("neighbour-rows");
+
+  function neighbourUrl(url) { return neighboursOn ? `${url}&neighbours=true` : url; }
+
+  async function postWithNeighbours(url, type, body) {
+    const post = async (u) => {
+      const resp = await fetch(u, { method: "POST", headers: { "Content-Type": type }, body });
+      return [resp, await resp.json().catch(() => ({ error: `HTTP ${resp.status}` }))];
+    };
+    let [resp, data] = await post(url);
+    if (resp.status === 409 && data.error === "no neighbour index" && url.includes("neighbours=true")) {
+      neighboursOn = false;
+      [resp, data] = await post(url.replace("&neighbours=true", ""));
+    }
+    return [resp, data];
+  }
+
+  function showNeighbours(r) {
+    neighbourRows.replaceChildren();
+    const rows = r && !r.no_digit && Array.isArray(r.neighbours) ? r.neighbours : [];
+    neighbourBox.hidden = rows.length === 0;
+    const probability = new Map((r && r.top3 ? r.top3 : []).map(([k, p]) => [k, p]));
+    for (const row of rows) {
+      const li = document.createElement("li");
+      li.dataset.label = String(row.label);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = row.name;
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = probability.has(row.label) ? pct(probability.get(row.label)) : "";
+      const strip = document.createElement("span");
+      strip.className = "strip";
+      row.images.forEach((png, i) => {
+        const img = document.createElement("img");
+        img.src = `data:image/png;base64,${png}`;
+        img.width = img.height = 28;
+        img.alt = `training image #${row.indices[i]}, a ${row.name}`;
+        img.title = `training image #${row.indices[i]} (similarity ${row.similarity[i].toFixed(2)})`;
+        strip.append(img);
+      });
+      li.append(name, value, strip);
+      neighbourRows.append(li);
+    }
   }
 
   function showNumber(r) {
