@@ -97,3 +97,99 @@ def test_canny_outlines_a_square():
     assert ys.min() >= 6 and ys.max() <= 21 and xs.min() >= 6 and xs.max() <= 21
     assert not e[11:17, 11:17].any() and not e[:5].any()
     assert not mc._canny(np.zeros((28, 28))).any()
+
+
+# --------------------------------------------------------------------------- each definition, on MNIST digits
+
+
+def _orientation(a: np.ndarray) -> float:
+    """The angle of the image's principal axis (from its second moments), in radians."""
+    yy, xx = np.mgrid[:28, :28]
+    w = a / a.sum()
+    cy, cx = (w * yy).sum(), (w * xx).sum()
+    mu20, mu02, mu11 = (w * (xx - cx) ** 2).sum(), (w * (yy - cy) ** 2).sum(), (w * (xx - cx) * (yy - cy)).sum()
+    return 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
+
+
+def test_stripe_inverts_the_two_bands_exactly(digits):
+    s = mc.corrupt("stripe", digits).astype(int)
+    x = digits.astype(int)
+    assert np.array_equal(s[:, :, :7], 255 - x[:, :, :7]) and np.array_equal(s[:, :, 21:], 255 - x[:, :, 21:])
+    assert np.array_equal(s[:, :, 7:21], x[:, :, 7:21])
+
+
+def test_translate_moves_mnist_digits_three_pixels_each_way(digits):
+    t = mc.corrupt("translate", digits)
+    for a, b in zip(digits.astype(float), t.astype(float)):
+        if np.isclose(b.sum(), a.sum()):  # nothing cut off at the border: the centre of mass moves exactly
+            assert np.allclose(np.abs(_com(b) - _com(a)), 3.0, atol=1e-9)
+    assert sum(np.isclose(b.sum(), a.sum()) for a, b in zip(digits.astype(float), t.astype(float))) >= 6
+
+
+def test_rotate_keeps_the_ink_and_turns_the_axis_by_0_4_rad(digits):
+    r = mc.corrupt("rotate", digits)
+    for a, b in zip(digits.astype(float), r.astype(float)):
+        assert abs(b.sum() / a.sum() - 1) < 0.02
+        turn = (_orientation(b) - _orientation(a) + np.pi / 2) % np.pi - np.pi / 2  # axes: modulo pi
+        assert abs(abs(turn) - 0.4) < 0.06
+
+
+def test_canny_leaves_thin_binary_edges_on_the_strokes_boundary(digits):
+    from scipy import ndimage as ndi
+
+    e = mc.corrupt("canny_edges", digits)
+    assert set(np.unique(e)) <= {0, 255}
+    for a, b in zip(digits, e):
+        ink = a > 127
+        boundary = ink ^ ndi.binary_erosion(ink)
+        on = b > 0
+        assert 0 < on.sum() < (a > 0).sum()
+        assert not (on & ~ndi.binary_dilation(boundary, iterations=2)).any()
+
+
+def test_shot_and_impulse_noise_change_the_histogram_as_defined(digits):
+    s = mc.corrupt("shot_noise", digits)
+    assert set(np.unique(s)) <= {0, 85, 170, 255}  # Poisson counts / 3: four levels after clipping
+    assert not s[digits == 0].any()  # Poisson(0) = 0: no noise on the black background
+    # the mean: E[min(N, 3)] / 3 for N ~ Poisson(3 x), per pixel (unbiased but for the clipping at 1)
+    from scipy.stats import poisson
+
+    lam = 3 * (digits / 255.0)
+    expected = sum(k * poisson.pmf(k, lam) for k in range(3)) + 3 * poisson.sf(2, lam)
+    assert abs(s.mean() / 255 - expected.mean() / 3) < 0.01 * digits.mean() / 255
+    imp = mc.corrupt("impulse_noise", digits)
+    changed = imp != digits
+    assert set(np.unique(imp[changed])) <= {0, 255}
+    salt = (imp == 255) & (digits != 255)
+    pepper = (imp == 0) & (digits != 0)
+    # 17% of pixels are flipped, half to white: ~8.5% of the not-white pixels turn white
+    assert 0.07 < salt.sum() / (digits != 255).sum() < 0.10
+    assert 0.06 < pepper.sum() / (digits != 0).sum() < 0.11
+
+
+def test_brightness_raises_every_pixel_by_half(digits):
+    b = mc.corrupt("brightness", digits).astype(int)
+    assert (np.abs(b - np.minimum(digits + 127.5, 255)) <= 0.5).all()
+    assert b.min() >= 127 and b.mean() > digits.mean() + 100
+
+
+def test_corrupt_rejects_what_is_not_mnist():
+    with pytest.raises(ValueError, match="unknown corruption 'snow'"):
+        mc.corrupt("snow", np.zeros((1, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="uint8 images of shape"):
+        mc.corrupt("fog", np.zeros((1, 32, 32), np.uint8))
+
+
+def test_no_module_of_the_package_imports_the_benchmark_corruptions():
+    """Training-time augmentation must never train on what the benchmark measures."""
+    import ast
+    import re
+
+    src = Path(__file__).resolve().parents[1] / "src" / "digitlab"
+    for path in src.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert "mnist_c" not in name and not name.startswith("benchmarks"), f"{path} imports {name}"
+        assert not re.search(r"\bmnist_c\b", path.read_text(encoding="utf-8")), f"{path} names mnist_c (importlib?)"
