@@ -270,13 +270,14 @@ CORRUPTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] 
     f.__name__: f for f in (shot_noise, impulse_noise, glass_blur, motion_blur, shear, scale, rotate,
                             brightness, translate, stripe, fog, spatter, dotted_line, zigzag, canny_edges)}
 
-# The reference's parameters for each (its default severity, of five), for tables.
+# The reference's parameters for each: its default severity (of five) and what that sets, for tables.
 SEVERITY = {
-    "shot_noise": "5: Poisson(3x)/3", "impulse_noise": "4: 17% salt and pepper",
-    "glass_blur": "1: sigma 0.7, 1 px, 2 rounds", "motion_blur": "1: radius 10, sigma 3, angle +-45",
+    "shot_noise": "5: Poisson(3x) / 3", "impulse_noise": "4: 17% salt and pepper",
+    "glass_blur": "1: sigma 0.7, 1 px, 2 rounds", "motion_blur": "1: radius 10, sigma 3, angle +-45 deg",
     "shear": "2: 0.4", "scale": "3: 0.7", "rotate": "2: 0.4 rad", "brightness": "5: V + 0.5",
-    "translate": "3: 3 px", "stripe": "(one): 2 x 7 columns", "fog": "5: 3 x plasma, decay 1.4",
-    "spatter": "4: mud, sigma 1 / 1.5", "dotted_line": "(one)", "zigzag": "(one)", "canny_edges": "(one): sigma 1"}
+    "translate": "3: 3 px", "stripe": "one setting: 2 x 7 columns", "fog": "5: 3 x plasma, decay 1.4",
+    "spatter": "4: mud, sigma 1 and 1.5", "dotted_line": "one setting", "zigzag": "one setting",
+    "canny_edges": "one setting: sigma 1, thresholds 0.1 / 0.2"}
 
 # What each does to the picture (facts about the images, whatever the model), for the notes.
 EFFECT = {
