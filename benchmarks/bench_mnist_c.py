@@ -183,7 +183,9 @@ def main() -> None:
         *table(rows, predictor.threshold),
         "",
         f"Clean: {rows[0][1]['accuracy'] * 100:.2f}% · mean of the 15 (raw arrays): "
-        f"{np.mean([a for a, _ in accs]) * 100:.2f}% · worst: {worst[1].replace('_', ' ')} {worst[0] * 100:.2f}%.",
+        f"{np.mean([a for a, _ in accs]) * 100:.2f}% · worst: {worst[1].replace('_', ' ')} {worst[0] * 100:.2f}%"
+        + ("" if args.raw_only else " (through preprocessing: {1} {0:.2f}%)".format(
+            *min((p["accuracy"] * 100, name.replace("_", " ")) for name, _, p in body))) + ".",
         "",
         "The paper's own CNN baseline per corruption is not in this table: its numbers are in the paper "
         "(arXiv:1906.02337), not in the reference repository, and no copy of the paper's table could be "
