@@ -196,6 +196,12 @@ def predict(
         "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
     show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(
         "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."))] = None,
+    explain: Annotated[Optional[str], typer.Option("--explain", metavar="DIR", help=(
+        "Save each input's 28x28 image(s) with a heatmap of the pixels that drove the answer over them "
+        "(red: for it, blue: against), enlarged 8x, into this directory."))] = None,
+    explain_method: Annotated[str, typer.Option("--explain-method", metavar="NAME", help=(
+        "How --explain finds the pixels: occlusion (any runtime), integrated_gradients or gradcam "
+        "(these two load the Keras model)."))] = "occlusion",
     out: RunsOpt = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
@@ -209,11 +215,16 @@ def predict(
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
-    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
+    from ..predict.explaining import Explainer, check_method
+
+    check_method(explain_method)
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input, explain)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
+    explainer = Explainer(predictor, explain_method) if explain else None
     items = expand_inputs(paths)
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
-                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
+                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes,
+                 explain_dir=dirs[2], explainer=explainer) as printer:
         for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
                                                 keep_image=annotate is not None):
             printer.add(outcome)

@@ -201,14 +201,17 @@ class Printer:
 
     def __init__(self, fmt: str = "table", *, total: int = 0, annotate_dir: Path | None = None,
                  input_dir: Path | None = None, out: Any = None, err: Any = None, progress: bool | None = None,
-                 classes: Sequence[str] | None = None):
-        """`classes`: the model's class names (default: digits 0-9), for the table and the CSV columns."""
+                 classes: Sequence[str] | None = None, explain_dir: Path | None = None, explainer: Any = None):
+        """`classes`: the model's class names (default: digits 0-9), for the table and the CSV columns.
+        `explain_dir`: where each input's heatmap picture goes, made by `explainer` (predict.explaining)."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
         self.fmt, self.total = fmt, total
         self.classes = tuple(classes) if classes is not None else tuple(str(d) for d in range(10))
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self.dirs = {name: d for name, d in (("annotate", annotate_dir), ("input", input_dir)) if d is not None}
+        self.dirs = {name: d for name, d in (("annotate", annotate_dir), ("input", input_dir),
+                                             ("explain", explain_dir)) if d is not None}
+        self.explainer = explainer
         self.used: dict[str, set[str]] = {name: set() for name in self.dirs}
         self.failed = 0
         self.rows: list[tuple[str, ...]] = []
@@ -258,12 +261,17 @@ class Printer:
         from ..files.atomic import atomic_path
 
         pictures = {"annotate": lambda: annotate_image(outcome.image, outcome.result, outcome.image_scale),
-                    "input": lambda: input_picture(outcome.result)}
+                    "input": lambda: input_picture(outcome.result), "explain": self._explain_picture(outcome)}
         for name, folder in self.dirs.items():
             if name == "annotate" and outcome.image is None:
                 continue
             with atomic_path(folder / output_name(label, self.used[name])) as tmp:
                 pictures[name]().save(tmp, format="PNG")
+
+    def _explain_picture(self, outcome: Outcome) -> Any:
+        from .explaining import explain_picture
+
+        return lambda: explain_picture(outcome.result, self.explainer)
 
     def _error(self, line: str) -> None:
         if self._progress is not None:
