@@ -156,3 +156,33 @@ def test_predict_explain_writes_one_png_per_input(model_dir, mnist, tmp_path, ca
     ink = mnist.x_test[0] > 50
     redness = rgb[..., 0] - rgb[..., 2]
     assert redness[ink].mean() > redness[~ink].mean() + 20  # the heat is drawn where the digit is
+
+
+def test_report_gallery_shows_heatmaps_for_predicted_and_true_class(onnx, mnist, tmp_path):
+    from digitlab.models.attribution import occlusion_of
+    from digitlab.report.figures import plot_confident_mistakes
+
+    x, y = mnist.x_test[:40], mnist.y_test[:40]
+    probs = np.full((40, 10), 0.01, np.float32)
+    probs[np.arange(40), y] = 0.91
+    wrong = [3, 11, 25]
+    for i in wrong:  # three confident mistakes: class y+1 instead of y
+        probs[i] = 0.01
+        probs[i, (y[i] + 1) % 10] = 0.91
+    asked: list[tuple[list[int], list[int]]] = []
+    explain = occlusion_of(onnx, x, 1 / 255)
+
+    def recording(indices, labels):
+        asked.append((list(indices), list(labels)))
+        return explain(indices, labels)
+
+    plain = plot_confident_mistakes(x, y, probs, tmp_path / "plain.png")
+    path = plot_confident_mistakes(x, y, probs, tmp_path / "why.png", explain=recording)
+    (indices, labels), = asked
+    assert sorted(indices[:3]) == wrong and indices[:3] == indices[3:]
+    assert labels[:3] == [int((y[i] + 1) % 10) for i in indices[:3]]  # the predicted classes...
+    assert labels[3:] == [int(y[i]) for i in indices[3:]]  # ...then the true ones
+    with Image.open(path) as im, Image.open(plain) as im0:
+        assert im.format == "PNG" and im.size[0] > im0.size[0]  # three panels a mistake instead of one
+        rgb = np.asarray(im.convert("RGB"), np.int16)
+    assert ((rgb[..., 0] - rgb[..., 2]) > 80).sum() > 50  # red heat is drawn

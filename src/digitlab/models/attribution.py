@@ -23,7 +23,9 @@ import numpy as np
 from .explain import check_inputs
 
 PATCH = 4  # a stroke is 2-3 px wide in the 28x28 input: a 4x4 window removes a piece of one
-STRIDE = 2  # 13 x 13 windows: every pixel under 1-4 of them, at most 169 model rows an image
+# 9 x 9 windows (at most 81 model rows an image, ~55 with ink): on 150 test digits as faithful as
+# stride 2 (169 windows; insertion 0.927 against 0.928, deletion 0.129 against 0.124) at 40% of its time.
+STRIDE = 3
 ROWS = 1024  # model rows per runner call: one call amortises its overhead, memory stays flat
 CURVE_STEPS = 28  # points of a deletion/insertion curve (each step 1/28 of the 784 pixels)
 
@@ -39,8 +41,10 @@ def log_odds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return (np.log(np.maximum(p, 1e-12)) - np.log(np.maximum(rest, 1e-12))).astype(np.float32)
 
 
-def _windows() -> list[tuple[int, int]]:
-    starts = range(0, 28 - PATCH + 1, STRIDE)
+def _windows(patch: int, stride: int) -> list[tuple[int, int]]:
+    starts = list(range(0, 28 - patch + 1, stride))
+    if starts[-1] != 28 - patch:  # the last row and column of pixels are covered too
+        starts.append(28 - patch)
     return [(r, c) for r in starts for c in starts]
 
 
@@ -50,13 +54,16 @@ def _run(probabilities: Probabilities, x: np.ndarray) -> np.ndarray:
     return np.concatenate([np.asarray(probabilities(x[i:i + ROWS]), np.float32) for i in range(0, len(x), ROWS)])
 
 
-def occlusion(probabilities: Probabilities, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def occlusion(probabilities: Probabilities, x: np.ndarray, labels: np.ndarray, *, patch: int = PATCH,
+              stride: int = STRIDE) -> np.ndarray:
     """Occlusion heatmaps (N, 28, 28): the fall of each class's log-odds when a window is blacked out."""
     x, labels = check_inputs(x, labels)
-    windows = _windows()
+    if not (1 <= patch <= 28 and 1 <= stride <= patch):
+        raise ValueError(f"need 1 <= stride <= patch <= 28 (got patch {patch}, stride {stride})")
+    windows = _windows(patch, stride)
     masks = np.zeros((len(windows), 28, 28), np.float32)  # 1 inside each window
     for k, (r, c) in enumerate(windows):
-        masks[k, r:r + PATCH, c:c + PATCH] = 1.0
+        masks[k, r:r + patch, c:c + patch] = 1.0
     coverage = masks.sum(axis=0)
     ink = (x[..., 0] > 0).astype(np.float32)
     # (image, window) pairs whose window holds ink: the only ones worth a model call
@@ -101,3 +108,15 @@ def deletion_insertion(probabilities: Probabilities, x: np.ndarray, heat: np.nda
     area = np.trapezoid if hasattr(np, "trapezoid") else np.trapz
     return (area(p[:, :len(counts)], curve_x, axis=1).astype(np.float32),
             area(p[:, len(counts):], curve_x, axis=1).astype(np.float32))
+
+
+def occlusion_of(probabilities: Probabilities, digits: np.ndarray, scale: float) -> Callable[..., np.ndarray]:
+    """explain(indices, labels) -> occlusion heatmaps in [-1, 1] of uint8 digits[indices] for those
+    classes (the report's gallery of mistakes takes one); `scale` makes model input of the pixels."""
+    from .explain import normalized
+
+    def explain(indices: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        x = (np.asarray(digits)[np.asarray(indices)].astype(np.float32) * np.float32(scale)).reshape(-1, 28, 28, 1)
+        return normalized(occlusion(probabilities, x, labels))
+
+    return explain
