@@ -106,6 +106,18 @@ def test_faithfulness_ranks_a_heatmap_above_chance(onnx, digits):
     assert np.all((deletion >= 0) & (deletion <= 1) & (insertion >= 0) & (insertion <= 1))
 
 
+def test_faithfulness_in_chunks_equals_all_at_once(onnx, digits, monkeypatch):
+    from digitlab.models import attribution
+
+    x, labels = digits
+    heat = x[..., 0] + 0.01 * np.arange(784, dtype=np.float32).reshape(28, 28)
+    whole = deletion_insertion(onnx, x, heat, labels)
+    monkeypatch.setattr(attribution, "CURVE_IMAGES", 5)  # 12 images: chunks of 5, 5 and 2
+    chunked = deletion_insertion(onnx, x, heat, labels)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_api_explain_returns_a_28x28_heatmap(model_dir, mnist):
     from fastapi.testclient import TestClient
 
@@ -186,3 +198,13 @@ def test_report_gallery_shows_heatmaps_for_predicted_and_true_class(onnx, mnist,
         assert im.format == "PNG" and im.size[0] > im0.size[0]  # three panels a mistake instead of one
         rgb = np.asarray(im.convert("RGB"), np.int16)
     assert ((rgb[..., 0] - rgb[..., 2]) > 80).sum() > 50  # red heat is drawn
+
+
+def test_predict_explain_refuses_an_unknown_method(tmp_path, capsys):
+    from digitlab.cli.commands import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "x.png", "--explain", str(tmp_path), "--explain-method", "saliency"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "explanation method must be one of" in err and "occlusion" in err
+    assert len(err.strip().splitlines()) == 1

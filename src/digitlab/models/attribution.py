@@ -28,6 +28,7 @@ PATCH = 4  # a stroke is 2-3 px wide in the 28x28 input: a 4x4 window removes a 
 STRIDE = 3
 ROWS = 1024  # model rows per runner call: one call amortises its overhead, memory stays flat
 CURVE_STEPS = 28  # points of a deletion/insertion curve (each step 1/28 of the 784 pixels)
+CURVE_IMAGES = 32  # images per chunk of deletion_insertion: 32 x 58 curve points x 784 pixels x 4 bytes
 
 Probabilities = Callable[[np.ndarray], np.ndarray]  # model input (N, 28, 28, 1) -> (N, classes)
 
@@ -90,6 +91,10 @@ def deletion_insertion(probabilities: Probabilities, x: np.ndarray, heat: np.nda
     that gives the background zero is ranked by the ink it found, not by chance.
     """
     x, labels = check_inputs(x, labels)
+    if len(x) > CURVE_IMAGES:  # a chunk at a time: the curves' copies of the images stay ~10 MB
+        parts = [deletion_insertion(probabilities, x[i:i + CURVE_IMAGES], heat[i:i + CURVE_IMAGES],
+                                    labels[i:i + CURVE_IMAGES], steps=steps) for i in range(0, len(x), CURVE_IMAGES)]
+        return np.concatenate([d for d, _ in parts]), np.concatenate([a for _, a in parts])
     n, size = len(x), 28 * 28
     order = np.argsort(-np.asarray(heat, np.float32).reshape(n, size), axis=1, kind="stable")
     counts = np.round(np.linspace(0, size, steps + 1)).astype(int)
