@@ -155,7 +155,8 @@ def main() -> None:
         "ink is evidence; it says nothing about which class the ink supports, which occlusion and IG do "
         "(the report's gallery shows a mistake's heatmaps for its predicted and its true class).",
         f"- An ONNX server that loaded the Keras model for gradients on its first explain request would pay "
-        f"{lazy_s:.1f} s (TensorFlow import, model load, tracing) and ~1 GB of memory (the Keras runtime's figure in export/runtimes.py; not measured here), once per worker.",
+        f"{lazy_s:.1f} s (TensorFlow import, model load, tracing) and ~1 GB of memory "
+        "(the Keras runtime's figure in export/runtimes.py; not measured here), once per worker.",
         f"- Within the {GOAL_MS:.0f} ms goal (one image) the most faithful method (insertion minus deletion) in "
         f"this run is **{best}**. The default everywhere (`predict --explain`, `explain=true`, the page) is "
         "occlusion with stride 3: the best insertion score of the methods, a deletion score within 0.01 of the "
