@@ -234,3 +234,36 @@ def test_nearest_training_images_under_the_bars(page):
     page.get_by_role("button", name="Clear").click()
     page.wait_for_selector('#result[data-state="idle"]')
     assert page.locator("#neighbours").is_hidden()
+
+
+def test_show_why_overlays_the_heatmap_on_the_ink(page):
+    """The "Show why" toggle asks for explain=true and lays the heatmap over the drawing's ink and the preview."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    draw(page, STROKES["7"])
+    wait_done(page)
+    assert page.locator("#explain-overlay").is_hidden()
+    page.locator("#explain-toggle").check()
+    page.wait_for_selector('#explain-overlay[data-method="occlusion"]', timeout=15_000)
+    wait_done(page)
+    assert any("explain=true" in u for u in asked)
+    assert "occlusion" in page.locator("#explain-note").inner_text()
+    cover = page.evaluate("""() => {
+        const c = document.getElementById('canvas'), o = document.getElementById('explain-overlay');
+        const ink = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const heat = o.getContext('2d').getImageData(0, 0, o.width, o.height).data;
+        let inkN = 0, inkLit = 0, bgN = 0, bgLit = 0;
+        for (let i = 0; i < ink.length; i += 4) {
+            const dark = ink[i] < 100, lit = heat[i + 3] > 0;
+            if (dark) { inkN++; if (lit) inkLit++; } else { bgN++; if (lit) bgLit++; }
+        }
+        const p = document.getElementById('preview-explain').getContext('2d').getImageData(0, 0, 28, 28).data;
+        let previewLit = 0; for (let i = 3; i < p.length; i += 4) if (p[i] > 0) previewLit++;
+        return {inkShare: inkLit / inkN, bgShare: bgLit / bgN, previewLit};
+    }""")
+    assert cover["inkShare"] > 0.6, cover  # the heat lies on the ink...
+    assert cover["bgShare"] < cover["inkShare"] / 2, cover  # ...not all over the canvas
+    assert cover["previewLit"] > 20, cover
+    # Off again: the overlays go, and the next answer comes without a heatmap.
+    page.locator("#explain-toggle").uncheck()
+    assert page.locator("#explain-overlay").is_hidden() and page.locator("#preview-explain").is_hidden()

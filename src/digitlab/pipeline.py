@@ -89,7 +89,9 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
                         figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
     """Evaluate `model` on the test set and write the summary and metrics, then
     (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
+    from .models import calibration
     from .models.architectures import count_params, summary_text
+    from .models.attribution import occlusion_of
     from .models.evaluate import evaluate_model
     from .report import calibration_figures, sections
     from .report import figures as plots
@@ -109,6 +111,7 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
         figures.update(plots.evaluation_figures(
             history or {}, metrics["confusion_matrix"], data.x_test, data.y_test, ev.probs,
             run_dir / FIGURES_DIR, seed=config.seed, classes=config.classes,
+            explain=occlusion_of(lambda a: calibration.predict(model, a), data.x_test, config.scale),
         ))
         figures.update(calibration_figures.calibration_figures(ev.probs, data.y_test, run_dir / FIGURES_DIR,
                                                              uncertain_below=config.uncertain_below))

@@ -163,13 +163,14 @@ def predict(ctx: typer.Context, **o: Any) -> None:
 
 
 def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool, annotate: Any, show_input: Any,
-                            neighbours_dir: Any, number: bool, engine: str | None, **o: Any) -> int:
+                            neighbours_dir: Any, explain: Any, explain_method: str, number: bool, engine: str | None,
+                            **o: Any) -> int:
     """`predict --out FILE`: stream every input's answer into FILE; returns how many inputs failed."""
     from ..predict.batch import predict_to_file
 
-    if as_json or as_csv or annotate or show_input or neighbours_dir:
-        raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); "
-                          "--json, --csv, --annotate, --show-input and --neighbours are for printed results")
+    if as_json or as_csv or annotate or show_input or neighbours_dir or explain:
+        raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); --json, --csv, "
+                          "--annotate, --show-input, --neighbours and --explain are for printed results")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)

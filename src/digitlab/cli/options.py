@@ -130,6 +130,12 @@ OPTIONS: dict[str, Option] = {
     "neighbours_dir": _o("neighbours_dir", Optional[str], None, ("--neighbours",), "DIR",
                          "Write a picture per input into DIR: for each of the top-3 classes, the 5 training images "
                          "nearest to it in the model's embedding (the index is built beside the model on first use)."),
+    "explain": _o("explain", Optional[str], None, ("--explain",), "DIR",
+                  "Save each input's 28x28 image(s) with a heatmap of the pixels that drove the answer over them "
+                  "(red: for it, blue: against), enlarged 8x, into this directory."),
+    "explain_method": _o("explain_method", str, "occlusion", ("--explain-method",), "NAME",
+                         "How --explain finds the pixels: occlusion (any runtime), integrated_gradients or gradcam "
+                         "(these two load the Keras model)."),
     # neighbours
     "index_model": _o("model", Optional[str], None, (), "MODEL",
                       "Run directory or name, model directory, or 'latest'. (default: the shipped pretrained model)"),
@@ -194,7 +200,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "presets": (),
     "data": ("data", "data_dir", "data_download"),
     "predict": ("paths", "model", "runtime", "number", "as_json", "as_csv", "threshold", "annotate", "show_input",
-                "neighbours_dir", "predict_out", "predict_workers", "engine", "runs_dir"),
+                "explain", "explain_method", "neighbours_dir", "predict_out", "predict_workers", "engine", "runs_dir"),
     "neighbours": ("index_model", "out", "per_class", "rebuild"),
     "export": ("source", "format", "export_out", "quantize", "runs_dir"),
     "compare": ("run_a", "run_b", "compare_out", "runs_dir", "runtime"),

@@ -214,14 +214,17 @@ class Printer:
 
     def __init__(self, fmt: str = "table", *, total: int = 0, annotate_dir: Path | None = None,
                  input_dir: Path | None = None, out: Any = None, err: Any = None, progress: bool | None = None,
-                 classes: Sequence[str] | None = None):
-        """`classes`: the model's class names (default: digits 0-9), for the table and the CSV columns."""
+                 classes: Sequence[str] | None = None, explain_dir: Path | None = None, explainer: Any = None):
+        """`classes`: the model's class names (default: digits 0-9), for the table and the CSV columns.
+        `explain_dir`: where each input's heatmap picture goes, made by `explainer` (predict.explaining)."""
         if fmt not in FORMATS:
             raise ValueError(f"format must be one of {FORMATS}")
         self.fmt, self.total = fmt, total
         self.classes = tuple(classes) if classes is not None else tuple(str(d) for d in range(10))
         self.out, self.err = out or sys.stdout, err or sys.stderr
-        self.dirs = {name: d for name, d in (("annotate", annotate_dir), ("input", input_dir)) if d is not None}
+        self.dirs = {name: d for name, d in (("annotate", annotate_dir), ("input", input_dir),
+                                             ("explain", explain_dir)) if d is not None}
+        self.explainer = explainer
         self.used: dict[str, set[str]] = {name: set() for name in self.dirs}
         self.failed = 0
         self.rows: list[tuple[str, ...]] = []
@@ -271,12 +274,17 @@ class Printer:
         from ..files.atomic import atomic_path
 
         pictures = {"annotate": lambda: annotate_image(outcome.image, outcome.result, outcome.image_scale),
-                    "input": lambda: input_picture(outcome.result)}
+                    "input": lambda: input_picture(outcome.result), "explain": self._explain_picture(outcome)}
         for name, folder in self.dirs.items():
             if name == "annotate" and outcome.image is None:
                 continue
             with atomic_path(folder / output_name(label, self.used[name])) as tmp:
                 pictures[name]().save(tmp, format="PNG")
+
+    def _explain_picture(self, outcome: Outcome) -> Any:
+        from .explaining import explain_picture
+
+        return lambda: explain_picture(outcome.result, self.explainer)
 
     def _error(self, line: str) -> None:
         if self._progress is not None:
@@ -330,21 +338,25 @@ def print_table(rows: Sequence[tuple[str, ...]], *, file: Any = None) -> None:
 def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, runtime: str = "auto",
                       number: bool = False, as_json: bool = False, as_csv: bool = False, threshold: float | None = None,
                       annotate: str | None = None, show_input: str | None = None, neighbours_dir: str | None = None,
-                      runs_dir: str | None = None) -> Printer:
+                      explain: str | None = None, explain_method: str = "occlusion", runs_dir: str | None = None) -> Printer:
     """`digitlab predict`: every input's answer as a table, JSON or CSV on stdout (pictures in
-    `annotate` / `show_input`, the nearest training images of the top 3 in `neighbours_dir`);
+    `annotate` / `show_input`, the nearest training images of the top 3 in `neighbours_dir`,
+    heatmaps by `explain_method` in `explain`);
     returns the Printer, whose `failed` says whether an input failed."""
     from ..errors import ConfigError
     from ..files.atomic import check_writable_dir
+    from .explaining import Explainer, check_method
     from .inputs import expand_inputs
     from .predictor import Predictor
 
+    check_method(explain_method)
     if as_json and as_csv:
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
-    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input, neighbours_dir)]
+    dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input, neighbours_dir, explain)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=runs_dir)
+    explainer = Explainer(predictor, explain_method) if explain else None
     if neighbours_dir:
         from .neighbours import ensure_index
 
@@ -352,7 +364,8 @@ def print_predictions(paths: Sequence[str] | None, *, model: str | None = None, 
     items = expand_inputs(paths)
     used: set[str] = set()
     with Printer("json" if as_json else "csv" if as_csv else "table", total=len(items),
-                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes) as printer:
+                 annotate_dir=dirs[0], input_dir=dirs[1], classes=predictor.classes,
+                 explain_dir=dirs[3], explainer=explainer) as printer:
         for outcome in predictor.predict_stream(items, mode="number" if number else "auto",
                                                 keep_image=annotate is not None):
             printer.add(outcome)

@@ -113,6 +113,16 @@ def show_image(ax: Axes, image: np.ndarray, title: str | None = None, color: str
         ax.set_title(title, color=color, fontsize=fontsize)
 
 
+def show_heatmap(ax: Axes, image: np.ndarray, heat: np.ndarray, title: str | None = None, fontsize: float = 8) -> None:
+    """`image` dimmed in grey with a heatmap in [-1, 1] over it: red for the class, blue against it."""
+    show_image(ax, np.asarray(image) * 0.6, title, fontsize=fontsize)
+    h = np.clip(np.asarray(heat, dtype=np.float32), -1.0, 1.0)
+    rgba = np.zeros((*h.shape, 4), np.float32)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2] = h > 0, 0.28 * (h > 0), h < 0
+    rgba[..., 3] = np.abs(h) * 0.85
+    ax.imshow(rgba, interpolation="nearest")
+
+
 def grid(fig: Figure, n: int, cols: int) -> tuple[list[Axes], int, int]:
     """`n` axes in a grid `cols` wide; spare cells are hidden."""
     cols = max(1, min(cols, n))

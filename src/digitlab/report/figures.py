@@ -34,6 +34,7 @@ from .figurekit import (
     message_figure,
     new_figure,
     save,
+    show_heatmap,
     show_image,
 )
 
@@ -60,7 +61,9 @@ EVAL_FIGURES: tuple[FigureInfo, ...] = (
                "probability for every digit."),
     FigureInfo("confident_mistakes.png", "Most confident mistakes",
                "Misclassified test images on which the model was most sure of its wrong answer; often "
-               "ambiguous or mislabelled digits."),
+               "ambiguous or mislabelled digits. Beside each, where the run could explain it: the pixels that "
+               "drove the wrong answer and those that speak for the true digit (occlusion; red for the "
+               "class, blue against it)."),
 )
 
 
@@ -304,8 +307,12 @@ def plot_random_prediction(image: Any, true_label: int, probs: Any, path: str | 
 
 
 def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.PathLike, *, n: int = 12,
-                            classes: Sequence[str] | None = None) -> Path:
-    """The `n` misclassified images with the highest confidence in the wrong class."""
+                            classes: Sequence[str] | None = None, explain: Any = None) -> Path:
+    """The `n` misclassified images with the highest confidence in the wrong class.
+
+    `explain(indices, labels)` -> heatmaps (len, 28, 28) in [-1, 1] of x[indices] for those
+    classes: with it, each mistake shows its heatmap for the predicted and for the true class.
+    """
     labels, p = as_labels(y_true), as_probs(probs)
     names = class_names(classes, p.shape[1])
     preds = p.argmax(axis=1)
@@ -316,6 +323,8 @@ def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.Path
                                f"No mistakes: all {len(labels):,} test images were classified correctly.")
     # Stable sort: ties keep test-set order, so the gallery is reproducible.
     order = wrong[np.argsort(-conf[wrong], kind="stable")][:max(n, 1)]
+    if explain is not None:
+        return _explained_mistakes(x, labels, preds, conf, order, wrong.size, names, explain, path)
     cols = min(6, len(order))
     fig = new_figure(1.65 * cols + 0.3, 1.95 * math.ceil(len(order) / cols) + 0.4)
     axes, _, _ = grid(fig, len(order), cols)
@@ -326,14 +335,30 @@ def plot_confident_mistakes(x: Any, y_true: Any, probs: Any, path: str | os.Path
     return save(fig, path)
 
 
+def _explained_mistakes(x: Any, labels: np.ndarray, preds: np.ndarray, conf: np.ndarray, order: np.ndarray,
+                        n_wrong: int, names: Sequence[str], explain: Any, path: str | os.PathLike) -> Path:
+    """The gallery with heatmaps: per mistake, the image, why the predicted class, why the true one."""
+    heat = np.asarray(explain(np.concatenate([order, order]), np.concatenate([preds[order], labels[order]])))
+    per_row = min(2, len(order))  # two mistakes (six panels) a row
+    fig = new_figure(1.65 * 3 * per_row + 0.3, 1.95 * math.ceil(len(order) / per_row) + 0.4)
+    axes, _, _ = grid(fig, 3 * len(order), 3 * per_row)
+    for k, (image, i) in enumerate(zip(as_images(x, order), order)):
+        show_image(axes[3 * k], image, f"true {names[labels[i]]} → {names[preds[i]]}, {100 * conf[i]:.1f}%",
+                   color=WRONG_COLOR, fontsize=8)
+        show_heatmap(axes[3 * k + 1], image, heat[k], f"why {names[preds[i]]}")
+        show_heatmap(axes[3 * k + 2], image, heat[len(order) + k], f"why {names[labels[i]]}")
+    fig.suptitle(f"{len(order)} most confident of {n_wrong:,} mistakes, and why")
+    return save(fig, path)
+
+
 def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x_test: Any, y_test: Any,
                        probs: Any, out_dir: str | os.PathLike, *, seed: int = 0,
-                       classes: Sequence[str] | None = None) -> dict[str, Path]:
+                       classes: Sequence[str] | None = None, explain: Any = None) -> dict[str, Path]:
     """Write the EVAL_FIGURES into `out_dir`; keys are the file names.
 
     training_curves.png is skipped when `history` is empty (an evaluate-only
     run). The random image is `random_test_index(len(x_test), seed)`; its
-    index is printed in that figure's title.
+    index is printed in that figure's title. `explain`: see `plot_confident_mistakes`.
     """
     out_dir = Path(out_dir)
     labels, p = as_labels(y_test), as_probs(probs)
@@ -346,5 +371,6 @@ def evaluation_figures(history: Mapping[str, Sequence[float]] | None, cm: Any, x
     i = random_test_index(len(labels), seed)
     paths[names[3]] = plot_random_prediction(np.asarray(x_test)[i], labels[i], p[i], out_dir / names[3], index=i,
                                              classes=classes)
-    paths[names[4]] = plot_confident_mistakes(x_test, labels, p, out_dir / names[4], classes=classes)
+    paths[names[4]] = plot_confident_mistakes(x_test, labels, p, out_dir / names[4], classes=classes,
+                                              explain=explain)
     return paths

@@ -94,19 +94,25 @@ def add_api_routes(app: FastAPI) -> None:
         "embedding (`neighbours`: label, name, training indices, cosine similarity, base64 PNGs); 409 when the "
         "model has no neighbour index (`digitlab neighbours MODEL`)."))
 
-    async def predict_one(request: Request, mode: str, include_input: bool, neighbours: bool = False) -> Response:
+    explain_q = Query(False, description=(
+        "Also return why (`explanation`): a 28x28 heatmap of the pixels that drove the answer, by occlusion "
+        "on the server's own runtime (about 20 ms more)."))
+
+    async def predict_one(request: Request, mode: str, include_input: bool, neighbours: bool = False,
+                          explain: bool = False) -> Response:
         """The body of /api/predict and /api/predict/number. The JSON is written once here (a ready
         Response skips FastAPI's re-validation; `response_model` still documents it)."""
         data, name = await _one_image(request)
-        body = await _work(request).predict(data, name, mode, include_input, neighbours)
+        body = await _work(request).predict(data, name, mode, include_input, neighbours, explain)
         return Response(body, media_type="application/json")
 
     @app.post("/api/predict", response_model=DigitResultWithNeighbours, responses=PREDICT_ERRORS, openapi_extra={"requestBody": IMAGE_BODY},
               summary="Predict one digit", tags=["predict"])
-    async def predict(request: Request, include_input: bool = include_q, neighbours: bool = neighbours_q) -> Any:
+    async def predict(request: Request, include_input: bool = include_q, neighbours: bool = neighbours_q,
+                      explain: bool = explain_q) -> Any:
         """One digit from an image (multipart `file` or the raw body). An empty image gives `no_digit: true`,
         ink that is not a digit (a letter, a shape) `not_digit: true`."""
-        return await predict_one(request, "digit", include_input, neighbours)
+        return await predict_one(request, "digit", include_input, neighbours, explain)
 
     @app.post("/api/predict/number", response_model=NumberResult, responses=ERRORS,
               openapi_extra={"requestBody": IMAGE_BODY}, summary="Read a whole number", tags=["predict"])

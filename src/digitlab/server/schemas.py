@@ -14,6 +14,14 @@ class ErrorResponse(BaseModel):
     detail: Any = Field(None, description="Why, in more detail (a string, or a list of validation problems).")
 
 
+class ExplanationResult(BaseModel):
+    method: str = Field(description="How the heatmap was made: \"occlusion\" (the server's; see docs/api.md).")
+    target: str = Field(description="The score explained: the log-odds of class `label` for occlusion.")
+    label: int = Field(description="The class explained (the predicted one).")
+    heatmap: list[list[float]] = Field(description="28x28 rows, in the model input's pixels (`model_input`), from -1 "
+                                                   "to 1: positive pixels speak for `label`, negative ones against it.")
+
+
 class DigitResult(BaseModel):
     label: Optional[int] = Field(None, description="The predicted class's number (for a digit model, the digit); "
                                                    "null when there is no digit.")
@@ -33,6 +41,8 @@ class DigitResult(BaseModel):
     box: Optional[list[int]] = Field(None, description="Where the digit is in the input image: [x0, y0, x1, y1].")
     model_input: Optional[list[list[int]]] = Field(
         None, description="The 28x28 image the model saw (0-255, white ink on black); only with include_input=true.")
+    explanation: Optional[ExplanationResult] = Field(
+        None, description="Why: the pixels that drove the answer; only with explain=true, null when there is no digit.")
     source: Optional[str] = None
 
 

@@ -83,6 +83,7 @@ class ImageWork:
         self.max_pixels = max_pixels
         self.budget = PixelBudget(max_pixels)
         self._trim = _heap_trimmer()
+        self._explainer: Any = None  # made on the first explain=true (predict.explaining.Explainer)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         from starlette.concurrency import run_in_threadpool
@@ -103,9 +104,11 @@ class ImageWork:
                 if pixels >= TRIM_ABOVE:
                     self._trim()
 
-    async def predict(self, data: bytes, name: str, mode: str, include_input: bool, neighbours: bool = False) -> bytes:
+    async def predict(self, data: bytes, name: str, mode: str, include_input: bool, neighbours: bool = False,
+                      explain: bool = False) -> bytes:
         """One image -> its answer as JSON bytes (ApiError 415/422 for a bad image); with `neighbours`,
-        for each top-3 class its nearest training images (ApiError 409 when the model has no index)."""
+        for each top-3 class its nearest training images (ApiError 409 when the model has no index);
+        with `explain` (a digit), its heatmap too."""
 
         def work() -> bytes:
             result = self.predictor.finish([self._prepare(data, name, mode)])[0]
@@ -116,12 +119,24 @@ class ImageWork:
                 except ModelError:
                     raise errors.no_neighbours() from None
                 answer["neighbours"] = [n.to_dict() for n in found]
+            if explain:
+                answer["explanation"] = self.explanation(result)
             return json_bytes(answer)
 
         try:
             return await self._run(work)
         except DigitlabError as exc:
             raise errors.for_exception(exc) from None
+
+    def explanation(self, result: Any) -> dict[str, Any] | None:
+        """The heatmap of one digit's answer, as JSON (None for no digit). Occlusion on the server's
+        own runner: the most faithful method measured, ~20 ms, and no TensorFlow on an ONNX server."""
+        from ..predict.explaining import Explainer
+
+        if self._explainer is None:
+            self._explainer = Explainer(self.predictor)
+        explained = self._explainer.explain([result])[0]
+        return None if explained is None else explained.to_dict()
 
     async def correct(self, data: bytes, name: str, label: str, folder: Any) -> dict[str, Any]:
         """Save one correction (`corrections.CorrectionsFolder`): the image, and the 28x28 input the

@@ -247,6 +247,7 @@
     pctx.clearRect(0, 0, 28, 28);
     showCorrect(false);
     showNeighbours(null);
+    clearExplanation();
   }
 
   // ------------------------------------------------------------------ corrections
@@ -304,12 +305,14 @@
     try {
       const body = file || (await canvasBlob());
       const type = (file && file.type && file.type.startsWith("image/")) ? file.type : "image/png";
-      const url = mode === "number" ? "/api/predict/number?include_input=true" : neighbourUrl("/api/predict?include_input=true");
+      const url = mode === "number" ? "/api/predict/number?include_input=true"
+        : neighbourUrl(`/api/predict?include_input=true${explainQuery()}`);
       const [resp, data] = await postWithNeighbours(url, type, body);
       if (mySeq !== seq) return;  // a newer request was sent meanwhile
       if (!resp.ok) { showError(data); return; }
       lastSent = { body, type };
       if (mode === "number") showNumber(data); else showDigit(data);
+      showExplanation(mode === "number" ? null : data, !file);
       // "done" only when no newer drawing is waiting to be sent (tests wait for it).
       result.dataset.state = (again || waiting || current) ? "busy" : "done";
     } catch (err) {
@@ -327,6 +330,7 @@
     setBars(null);
     showCorrect(false);
     showNeighbours(null);
+    clearExplanation();
   }
 
   function pct(x) { return `${(x * 100).toFixed(1)}%`; }
@@ -468,6 +472,91 @@
     const first = (r.digits || [])[0];
     drawInput(preview, pctx, first && first.model_input);
   }
+
+  // ------------------------------------------------------------------ why (explain=true)
+
+  // "Show why": ask the server for a heatmap with each answer (explain=true on /api/predict) and
+  // lay it over the 28x28 preview (pixel for pixel) and over the drawing. The heatmap is in the
+  // model input's pixels; the ink's bounding box there is the digit's box (`box`) in the image
+  // sent, so one scale and offset per axis maps the whole 28x28 field onto the canvas.
+  const explainToggle = $("explain-toggle");
+  const explainOverlay = $("explain-overlay");
+  const previewExplain = $("preview-explain");
+  const explainNote = $("explain-note");
+  const HEAT_ALPHA = 210;  // the strongest pixel's opacity: the ink stays visible under it
+
+  function explainQuery() { return explainToggle.checked ? "&explain=true" : ""; }
+
+  function clearExplanation() {
+    [explainOverlay, previewExplain].forEach((c) => {
+      c.getContext("2d").clearRect(0, 0, c.width, c.height);
+      c.hidden = true;
+      delete c.dataset.method;
+    });
+    explainNote.textContent = "";
+  }
+
+  function heatImage(heat) {
+    const c = document.createElement("canvas");
+    c.width = 28; c.height = 28;
+    const cx = c.getContext("2d");
+    const img = cx.createImageData(28, 28);
+    for (let y = 0; y < 28; y++) {
+      for (let x = 0; x < 28; x++) {
+        const v = heat[y][x], i = (y * 28 + x) * 4;
+        // red-orange: evidence for the answer; blue: against it
+        const rgb = v >= 0 ? [255, 72, 0] : [30, 110, 255];
+        img.data[i] = rgb[0]; img.data[i + 1] = rgb[1]; img.data[i + 2] = rgb[2];
+        img.data[i + 3] = Math.round(Math.min(1, Math.abs(v)) * HEAT_ALPHA);
+      }
+    }
+    cx.putImageData(img, 0, 0);
+    return c;
+  }
+
+  function inkBox(input) {
+    let x0 = 28, y0 = 28, x1 = -1, y1 = -1;
+    input.forEach((row, y) => row.forEach((v, x) => {
+      if (v > 0) { x0 = Math.min(x0, x); y0 = Math.min(y0, y); x1 = Math.max(x1, x); y1 = Math.max(y1, y); }
+    }));
+    return x1 < 0 ? null : [x0, y0, x1 + 1, y1 + 1];
+  }
+
+  // `onCanvas`: the answer is for the canvas itself (not an uploaded file, whose pixels differ).
+  function showExplanation(r, onCanvas) {
+    const e = r && r.explanation;
+    if (!explainToggle.checked || !e || !Array.isArray(e.heatmap) || e.heatmap.length !== 28) {
+      clearExplanation();
+      return;
+    }
+    const heat = heatImage(e.heatmap);
+    const p = previewExplain.getContext("2d");
+    p.clearRect(0, 0, 28, 28);
+    p.drawImage(heat, 0, 0);
+    previewExplain.hidden = false;
+    previewExplain.dataset.method = e.method;
+    explainOverlay.width = canvas.width;
+    explainOverlay.height = canvas.height;
+    const o = explainOverlay.getContext("2d");
+    o.clearRect(0, 0, explainOverlay.width, explainOverlay.height);
+    const ink = r.model_input && inkBox(r.model_input);
+    if (onCanvas && ink && Array.isArray(r.box)) {
+      const sx = (r.box[2] - r.box[0]) / (ink[2] - ink[0]), sy = (r.box[3] - r.box[1]) / (ink[3] - ink[1]);
+      o.imageSmoothingEnabled = true;
+      o.drawImage(heat, r.box[0] - ink[0] * sx, r.box[1] - ink[1] * sy, 28 * sx, 28 * sy);
+      explainOverlay.hidden = false;
+      explainOverlay.dataset.method = e.method;
+    } else {
+      explainOverlay.hidden = true;
+    }
+    const name = nameOf(r);
+    explainNote.textContent = `Why ${name}: ${e.method.replace(/_/g, " ")} – red pixels speak for ${name}, blue against it.`;
+  }
+
+  explainToggle.addEventListener("change", () => {
+    if (!explainToggle.checked) clearExplanation();
+    if (!isEmpty()) schedule();  // ask again, with or without the heatmap
+  });
 
   // ------------------------------------------------------------------ uploads
 
