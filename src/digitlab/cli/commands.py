@@ -196,7 +196,15 @@ def predict(
         "Write each input with its prediction drawn on it (PNG) into this directory."))] = None,
     show_input: Annotated[Optional[str], typer.Option("--show-input", metavar="DIR", help=(
         "Save the 28x28 image(s) the model saw, enlarged 8x, into this directory."))] = None,
-    out: RunsOpt = None,
+    runs_dir: Annotated[Optional[str], typer.Option("--runs-dir", help=RUNS_HELP, metavar="DIR")] = None,
+    engine: Annotated[str, typer.Option(help=(
+        "local: this process; ray: Ray Data actors (the `ray` extra), rows written to --out DIR."),
+        metavar="NAME")] = "local",
+    results: Annotated[Optional[str], typer.Option("--out", "-o", metavar="DIR", help=(
+        "With --engine ray: a new directory (or URI) for the rows, JSONL (--csv: CSV; a DIR ending in "
+        ".parquet: Parquet)."))] = None,
+    address: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help=(
+        "With --engine ray: the Ray cluster, e.g. ray://host:10001. (default: a local Ray)"))] = None,
 ) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
     from ..errors import ConfigError
@@ -209,6 +217,13 @@ def predict(
         raise ConfigError("choose one of --json and --csv")
     if not paths:
         raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        _predict_on_ray(paths, results, model=model, runtime=runtime, address=address, as_csv=as_csv,
+                        number=number, threshold=threshold, runs_dir=runs_dir)
+        return
+    out = runs_dir
     dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
     items = expand_inputs(paths)
@@ -218,6 +233,28 @@ def predict(
                                                 keep_image=annotate is not None):
             printer.add(outcome)
     if printer.failed:
+        raise typer.Exit(1)
+
+
+def _predict_on_ray(paths: list[str], out: Optional[str], *, model: Optional[str], runtime: str,
+                    address: Optional[str], as_csv: bool, number: bool, threshold: Optional[float],
+                    runs_dir: Optional[str]) -> None:
+    """`predict --engine ray`: the rows go to --out DIR through Ray Data (predict.ray_engine)."""
+    from ..errors import ConfigError
+    from ..predict.ray_engine import INSTALL_HINT, predict_with_ray, ray_available
+    from ..runs.artifacts import resolve_model
+
+    if not ray_available():
+        raise ConfigError(INSTALL_HINT)
+    if not out:
+        raise ConfigError("--engine ray writes its rows to a directory: give --out DIR")
+    summary = predict_with_ray(paths, out, model=None if model is None else str(resolve_model(model, runs_dir)),
+                               runtime=runtime, address=address, fmt="csv" if as_csv else None,
+                               mode="number" if number else "auto", threshold=threshold)
+    rate = f" ({summary['images_per_s']:,.0f} images/s)" if summary["images_per_s"] else ""
+    say(f"wrote {summary['images']:,} rows ({summary['format']}) to {summary['out']} in {summary['seconds']:.1f} s"
+        f"{rate}; {summary['errors']:,} errors")
+    if summary["errors"]:
         raise typer.Exit(1)
 
 
