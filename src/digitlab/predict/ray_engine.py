@@ -191,9 +191,15 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    runtime_env = None
+    if address is None:
+        # A local Ray's workers import the very digitlab this process runs (a checkout, say), not
+        # whichever one their default path finds first.
+        here = str(Path(__file__).resolve().parents[2])
+        runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, (here, os.environ.get("PYTHONPATH"))))}}
     try:
         ray.init(address=address, include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                 configure_logging=True)
+                 runtime_env=runtime_env)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or "a local Ray instance"
         raise ConfigError(f"cannot start or reach {where}: {str(exc).splitlines()[0] if str(exc) else exc}") from None

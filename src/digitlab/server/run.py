@@ -32,7 +32,8 @@ from .settings import (
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 MAX_WORKERS = 64  # each worker process loads its own copy of the model
 SPARE_FDS = 64  # file descriptors beside the connections: the model, logs, the listening socket, ...
-# On Ctrl-C, requests in flight get this long to finish; then the server stops anyway.
+# On Ctrl-C or SIGTERM (what Kubernetes and systemd send), the server stops accepting connections at
+# once and requests in flight get this long to finish; then it stops anyway (Kubernetes waits 30 s).
 GRACEFUL_SHUTDOWN_S = 10
 
 
