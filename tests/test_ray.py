@@ -1,11 +1,13 @@
 """The Ray engines on a small local Ray instance (`ray.init(num_cpus=2)`): batch recognition on
-Ray Data gives the local Predictor's answers; without Ray, `--engine ray` says how to install it."""
+Ray Data gives the local Predictor's answers, Ray Serve answers like the plain server; without
+Ray, `--engine ray` says how to install it."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,32 @@ def test_engine_ray_refuses_a_used_out_dir(tmp_path):
     (tmp_path / "old.jsonl").write_text("{}\n")
     with pytest.raises(ConfigError, match="new or empty directory"):
         predict_with_ray(str(tmp_path), tmp_path)
+
+
+@pytest.mark.slow
+def test_ray_serve_answers_like_the_plain_server(local_ray, mnist):
+    pytest.importorskip("ray.serve")
+    from fastapi.testclient import TestClient
+    from ray import serve
+    from serving import free_port, user_png
+
+    from digitlab.server import create_app
+    from digitlab.server.ray_serve import serve_on_ray
+    from digitlab.server.settings import Settings
+
+    png = user_png(mnist.x_test[0])
+    with TestClient(create_app(), base_url="http://127.0.0.1:8000") as plain:
+        want = plain.post("/api/predict", content=png, headers={"Content-Type": "image/png"}).json()
+    port = free_port()
+    serve_on_ray(Settings(), replicas=1, host="127.0.0.1", port=port, wait=False)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        request = urllib.request.Request(url + "/api/predict", data=png, headers={"Content-Type": "image/png"})
+        with urllib.request.urlopen(request, timeout=60) as resp:
+            got = json.loads(resp.read())
+        with urllib.request.urlopen(url + "/readyz", timeout=30) as resp:
+            ready = json.loads(resp.read())
+    finally:
+        serve.shutdown()
+    assert got == want and got["label"] == int(mnist.y_test[0])
+    assert ready == {"status": "ready"}

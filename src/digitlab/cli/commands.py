@@ -324,6 +324,11 @@ def serve(
         "At most N samples in the corrections folder; then 409 until it is emptied."))] = serving.DEFAULT_CORRECTIONS_MAX,
     corrections_max_mb: Annotated[float, typer.Option("--corrections-max-mb", metavar="MB", help=(
         "At most this many megabytes in the corrections folder."))] = serving.DEFAULT_CORRECTIONS_MAX_BYTES / 2**20,
+    engine: Annotated[str, typer.Option(metavar="NAME", help=(
+        "local: uvicorn (--workers); ray: Ray Serve (the `ray` extra), --replicas replicas behind its proxy."))] = "local",
+    replicas: Annotated[int, typer.Option(metavar="N", help="With --engine ray: replicas (each loads the model once).")] = 1,
+    address: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help=(
+        "With --engine ray: the Ray cluster, e.g. ray://host:10001. (default: a local Ray)"))] = None,
 ) -> None:
     """Serve the drawing page at / and the REST API at /api (OpenAPI docs at /docs)."""
     from ..server import serve as run_server
@@ -332,7 +337,8 @@ def serve(
                limit_concurrency=limit_concurrency, timeout_keep_alive=timeout_keep_alive,
                timeout_headers=timeout_headers, timeout_body=timeout_body, allowed_hosts=allowed_host or (),
                corrections=corrections, corrections_max=corrections_max,
-               corrections_max_bytes=int(corrections_max_mb * 2**20), say=say)
+               corrections_max_bytes=int(corrections_max_mb * 2**20), say=say, engine=engine, replicas=replicas,
+               address=address)
 
 def build_command() -> Any:
     """The click command behind the app, with its help texts finished (see `_fill_metavars`)."""

@@ -185,7 +185,7 @@ def _pool(ray: Any, actors: int | None) -> tuple[Any, float]:
     return pool, min(ACTOR_CPUS, usable / most)
 
 
-def _start_ray(address: str | None) -> bool:
+def start_ray(address: str | None) -> bool:
     """Connect to `address` (ray://host:10001, or "auto"), else start a local Ray; True if we started it."""
     import ray
 
@@ -262,7 +262,7 @@ def predict_with_ray(source: str | os.PathLike | Sequence[str | os.PathLike], ou
     import ray.data
 
     t0 = time.perf_counter()
-    started = _start_ray(address)
+    started = start_ray(address)
     try:
         _quiet(ray)
         rows = None
