@@ -223,6 +223,8 @@ def predict(
         _predict_on_ray(paths, results, model=model, runtime=runtime, address=address, as_csv=as_csv,
                         number=number, threshold=threshold, runs_dir=runs_dir)
         return
+    if results:
+        raise ConfigError("--out DIR is for --engine ray; the local engine prints its rows (--json, --csv)")
     out = runs_dir
     dirs = [check_writable_dir(d) if d else None for d in (annotate, show_input)]
     predictor = Predictor.load(model, runtime=runtime, threshold=threshold, out=out)
