@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DigitlabError
 from ..preprocess import IMAGE_EXTENSIONS
 from .predictor import CHUNK
 from .present import csv_header, csv_row, record
@@ -185,6 +185,11 @@ def _pool(ray: Any, actors: int | None) -> tuple[Any, float]:
     return pool, min(ACTOR_CPUS, usable / most)
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
 def start_ray(address: str | None) -> bool:
     """Connect to `address` (ray://host:10001, or "auto"), else start a local Ray; True if we started it."""
     import ray
@@ -202,7 +207,7 @@ def start_ray(address: str | None) -> bool:
                  runtime_env=runtime_env)
     except (ConnectionError, ValueError, RuntimeError) as exc:
         where = address or "a local Ray instance"
-        raise ConfigError(f"cannot start or reach {where}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        raise ConfigError(f"cannot start or reach {where}: {_first_line(exc)}") from None
     return True
 
 
@@ -238,7 +243,7 @@ def predict_with_ray(source: str | os.PathLike | Sequence[str | os.PathLike], ou
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
     if actors is not None and actors < 1:
-        raise ConfigError(f"--actors must be at least 1 (got {actors})")
+        raise ConfigError(f"actors must be at least 1 (got {actors})")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1 (got {batch_size})")
     out_dir = str(out_dir)
@@ -278,7 +283,10 @@ def predict_with_ray(source: str | os.PathLike | Sequence[str | os.PathLike], ou
             errors = ray.data.from_items(_rows_of(failed, n_classes))
             rows = errors if rows is None else rows.union(errors)
         sink = _datasink(out_dir, fmt, n_classes)
-        rows.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})
+        try:
+            rows.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})
+        except ray.exceptions.RayError as exc:  # e.g. a cluster without digitlab, an unreachable bucket
+            raise DigitlabError(f"the Ray job failed: {_first_line(exc)}") from None
     finally:
         if started:
             ray.shutdown()
