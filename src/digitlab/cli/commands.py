@@ -182,7 +182,7 @@ def predict(
         help="Image files, directories (searched recursively), glob patterns, or - for stdin.",
         metavar="IMAGES", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", metavar="PATH", help=(
-        "Run directory, model directory or model file; 'latest' = the latest run under --out. "
+        "Run directory, model directory or model file; 'latest' = the latest run under --runs-dir. "
         "(default: the shipped pretrained model)"))] = None,
     runtime: Annotated[str, typer.Option(help="Inference runtime: auto, keras, onnx or litert.", metavar="NAME")] = "auto",
     number: Annotated[bool, typer.Option("--number", "-n", help=(
