@@ -260,8 +260,10 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
         "n_train": int(len(splits.x_train)),
         "n_val": int(len(splits.x_val)),
         "data_source": data.source,
-        "device": device,
+        "device": device if not result.devices else f"{device}; data parallel over {len(result.devices)} devices",
     }
+    if result.devices:
+        base["devices"] = list(result.devices)
     if data.notes:
         base["data_notes"] = list(data.notes)
     if result.interrupted:

@@ -28,6 +28,7 @@ from .output import (
     print_explored,
     print_export,
     print_index,
+    print_ray_summary,
     print_run_summary,
     print_shown,
     say,
@@ -151,12 +152,16 @@ def predict(ctx: typer.Context, **o: Any) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
     from ..predict.present import print_predictions
 
-    out, workers, engine = o.pop("out"), o.pop("workers"), o.pop("engine")
-    if out is None:
-        if workers is not None or engine is not None:
-            raise ConfigError("--workers and --engine go with --out FILE")
+    out, workers, engine, address = o.pop("out"), o.pop("workers"), o.pop("engine"), o.pop("address")
+    if engine == "ray":
+        failed = predict_on_ray(out, address=address, **o)
+    elif out is None:
+        if workers is not None or engine is not None or address is not None:
+            raise ConfigError("--workers, --engine and --address go with --out")
         failed = print_predictions(**o).failed
     else:
+        if address is not None:
+            raise ConfigError("--address goes with --engine ray")
         failed = predict_to_file_command(out, workers=workers, engine=engine, **o)
     if failed:
         raise typer.Exit(1)
@@ -176,6 +181,28 @@ def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool
     summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)
     say(summary.line())
     return summary.failed
+
+
+def predict_on_ray(out: str | None, *, paths: Any, model: Any, runtime: str, address: Any, as_csv: bool, number: bool,
+                   threshold: Any, runs_dir: Any, explain_method: str, **unused: Any) -> int:
+    """`predict --engine ray`: the rows go to --out DIR through Ray Data (predict.ray_engine); returns the errors."""
+    from ..predict.ray_engine import INSTALL_HINT, predict_with_ray, ray_available
+    from ..runs.artifacts import resolve_model
+
+    if not ray_available():
+        raise ConfigError(INSTALL_HINT)
+    if not out:
+        raise ConfigError("--engine ray writes its rows to a directory: give --out DIR")
+    if not paths:
+        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
+    if any(unused.values()):
+        raise ConfigError("--engine ray writes rows only: --json, --annotate, --show-input, --neighbours and "
+                          "--explain are for the local engine")
+    summary = predict_with_ray(paths, out, model=None if model is None else str(resolve_model(model, runs_dir)),
+                               runtime=runtime, address=address, fmt="csv" if as_csv else None,
+                               mode="number" if number else "auto", threshold=threshold)
+    print_ray_summary(summary)
+    return summary["errors"]
 
 
 @command("neighbours")

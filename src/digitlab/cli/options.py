@@ -126,7 +126,11 @@ OPTIONS: dict[str, Option] = {
                           "With --out: processes that decode and preprocess (0: all in one process). "
                           "(default: the number of cores)"),
     "engine": _o("engine", Optional[str], None, ("--engine",), "NAME",
-                 "With --out: where the work runs; local (this machine's cores). (default: local)"),
+                 "With --out: where the work runs; local (this machine's cores, --out FILE) or ray (Ray Data "
+                 "actors, the `ray` extra; --out is a new directory, or URI, of JSONL files; --csv: CSV; a name "
+                 "ending in .parquet: Parquet). (default: local)"),
+    "address": _o("address", Optional[str], None, ("--address",), "ADDRESS",
+                  "With --engine ray: the Ray cluster, e.g. ray://host:10001. (default: a local Ray)"),
     "neighbours_dir": _o("neighbours_dir", Optional[str], None, ("--neighbours",), "DIR",
                          "Write a picture per input into DIR: for each of the top-3 classes, the 5 training images "
                          "nearest to it in the model's embedding (the index is built beside the model on first use)."),
@@ -184,6 +188,10 @@ OPTIONS: dict[str, Option] = {
                       "keeps nothing people send)"),
     "corrections_max": _o("corrections_max", int, serving.DEFAULT_CORRECTIONS_MAX, ("--corrections-max",), "N",
                           "At most N samples in the corrections folder; then 409 until it is emptied."),
+    "serve_engine": _o("engine", str, "local", ("--engine",), "NAME",
+                       "local: uvicorn (--workers); ray: Ray Serve (the `ray` extra), --replicas replicas behind its "
+                       "proxy."),
+    "replicas": _o("replicas", int, 1, ("--replicas",), "N", "With --engine ray: replicas (each loads the model once)."),
     "corrections_max_mb": _o("corrections_max_mb", float, serving.DEFAULT_CORRECTIONS_MAX_BYTES / 2**20,
                              ("--corrections-max-mb",), "MB", "At most this many megabytes in the corrections folder."),
 }
@@ -200,13 +208,13 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "presets": (),
     "data": ("data", "data_dir", "data_download"),
     "predict": ("paths", "model", "runtime", "number", "as_json", "as_csv", "threshold", "annotate", "show_input",
-                "explain", "explain_method", "neighbours_dir", "predict_out", "predict_workers", "engine", "runs_dir"),
+                "explain", "explain_method", "neighbours_dir", "predict_out", "predict_workers", "engine", "address", "runs_dir"),
     "neighbours": ("index_model", "out", "per_class", "rebuild"),
     "export": ("source", "format", "export_out", "quantize", "runs_dir"),
     "compare": ("run_a", "run_b", "compare_out", "runs_dir", "runtime"),
     "serve": ("serve_model", "serve_runtime", "host", "port", "workers", "log_level", "access_log", "limit_concurrency",
               "timeout_keep_alive", "timeout_headers", "timeout_body", "allowed_host", "corrections", "corrections_max",
-              "corrections_max_mb"),
+              "corrections_max_mb", "serve_engine", "replicas", "address"),
 }
 # The training options as (parameter, Config field, type, default, flags, metavar, help) rows.
 TRAINING_OPTIONS = tuple(tuple(OPTIONS[name]) for name in TRAINING)

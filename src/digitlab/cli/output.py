@@ -145,3 +145,10 @@ def print_index(path: Any, index: Any) -> None:
     """`digitlab neighbours`: the index file, its size and whether it holds every training image."""
     say(f"{path}: {index.size:,} training images, {index.dims} dimensions"
         + (f" (the first {index.per_class:,} of each class)" if index.per_class else "") + "; current")
+
+
+def print_ray_summary(summary: dict[str, Any]) -> None:
+    """`predict --engine ray`: rows, format, where, how fast, how many errors."""
+    rate = f" ({summary['images_per_s']:,.0f} images/s)" if summary["images_per_s"] else ""
+    say(f"wrote {summary['images']:,} rows ({summary['format']}) to {summary['out']} in {summary['seconds']:.1f} s"
+        f"{rate}; {summary['errors']:,} errors")

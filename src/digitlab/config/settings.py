@@ -31,6 +31,7 @@ from .presets import PRESETS
 SCHEMA_VERSION = 1
 SCHEDULES = ("constant", "onecycle", "cosine")
 PRECISIONS = ("float32", "mixed_bfloat16")
+DEVICES = ("auto", "one", "all")  # Config.devices
 # Upper bounds that no sensible run reaches; they turn a typo (an extra zero
 # or twenty) into a clear error instead of an overflow deep inside TensorFlow.
 MAX_EPOCHS = 10_000
@@ -79,6 +80,12 @@ class Config:
     # balanced -38%), the same validation accuracy).
     # The saved model is always a float32 copy, so evaluation, export and serving are exact float32.
     precision: str = "float32"
+    # Devices to train on: "auto" = data parallel (tf.distribute.MirroredStrategy, one model copy per
+    # device, the batch split between them) when more than one GPU is visible, else the one device
+    # TensorFlow picks; "one" = that one device always; "all" = every visible device, also CPU
+    # devices (for tests: logical CPUs). Parallel training gives a different, equally good model than
+    # one device (the gradients are summed in another order), hence a switch.
+    devices: str = "auto"
     label_smoothing: float = 0.0  # > 0 trains on smoothed one-hot targets (less over-confident); 0 = sparse CE as in the tutorial
     # Training-time augmentation, applied to batches in the tf.data stream (never part of the
     # saved/exported model): random shifts (pixels), rotations (degrees), zoom (fraction of size).
@@ -206,6 +213,7 @@ class Config:
             v = getattr(self, name)
             need(lo <= v < hi, f"{_label(name)} must be a number in [{lo:g}, {hi:g}) (got {v!r})")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)} (got {self.precision!r})")
+        need(self.devices in DEVICES, f"devices must be one of {', '.join(DEVICES)} (got {self.devices!r})")
         need(1 <= self.members <= 50, f"members must be an integer between 1 and 50 (got {self.members!r})")
         need(0.0 <= self.outlier_exposure <= 10.0,
              f"outlier exposure must be a number in [0, 10] (got {self.outlier_exposure!r})")

@@ -27,6 +27,7 @@ from ..files.layout import BEST_FILE, HISTORY_CSV, HISTORY_JSON, MEMBERS_DIR, MO
 from ..preprocess import to_model_input
 from . import backend
 from .architectures import average_model, build_model, compile_for_inference, compile_for_training, float32_copy
+from .devices import data_parallel
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -94,6 +95,7 @@ class TrainResult:
     interrupted: bool = False
     best_epoch: int | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    devices: tuple[str, ...] = ()  # trained data parallel on these; () = on one device
 
 
 def _train_stream(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, *, shift: float = 0.0,
@@ -241,6 +243,17 @@ def train(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool
     """
     if config.members > 1 and config.init is None:
         return train_ensemble(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log)
+    # Data parallel over several devices (`devices`); not when fine-tuning (a model loaded outside it).
+    with data_parallel(config.devices if config.init is None else "one") as names:
+        result = _train_one(config, splits, run_dir, progress=progress, callbacks=callbacks, log=log,
+                            log_prefix=log_prefix, initial=initial)
+    result.devices = tuple(names)
+    return result
+
+
+def _train_one(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None,
+               callbacks: list[Any] | tuple[Any, ...], log: Callable[[str], None] | None,
+               log_prefix: str, initial: keras.Model | None) -> TrainResult:
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
     x_train, y_train = _with_rendered_digits(config, splits, log)
@@ -403,4 +416,5 @@ def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progr
         interrupted=interrupted,
         best_epoch=None,
         files=files,
+        devices=results[0].devices if results else (),
     )

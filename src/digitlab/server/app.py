@@ -107,7 +107,11 @@ def create_app(predictor_factory: Optional[Callable[[], Any]] = None, *, model: 
 
 def app_from_env() -> FastAPI:
     """App factory for `uvicorn --factory` / `digitlab serve --workers N`: settings from the environment."""
-    s = Settings.from_env()
+    return app_from_settings(Settings.from_env())
+
+
+def app_from_settings(s: Settings) -> FastAPI:
+    """The app for `Settings` (what worker processes and Ray Serve replicas build)."""
     return create_app(model=s.model, runtime=s.runtime, max_bytes=s.max_bytes, max_pixels=s.max_pixels,
                       allowed_hosts=s.allowed_hosts, corrections=s.corrections, corrections_max=s.corrections_max,
                       corrections_max_bytes=s.corrections_max_bytes)

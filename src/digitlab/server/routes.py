@@ -1,5 +1,5 @@
 """The REST API: /api/predict, /api/predict/number, /api/predict/batch, /api/corrections, /api/health,
-/api/model."""
+/api/model; and the probes for load balancers and Kubernetes: /healthz (liveness) and /readyz (readiness)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from .schemas import (
     CORRECTION_ERRORS,
     ERRORS,
     IMAGE_BODY,
+    NOT_READY,
     PREDICT_ERRORS,
     BatchResult,
     CorrectionResult,
@@ -25,6 +26,7 @@ from .schemas import (
     Health,
     ModelInfo,
     NumberResult,
+    Probe,
 )
 from .settings import MAX_BATCH
 from .work import ImageWork, failure, json_bytes
@@ -183,6 +185,17 @@ def add_api_routes(app: FastAPI) -> None:
         return {"status": "ok", "model_id": info.get("model_id"), "preset": info.get("preset"),
                 "test_accuracy": info.get("test_accuracy"), "runtime": info.get("runtime"),
                 "version": __version__, "uptime_s": round(time.monotonic() - request.app.state.started, 3)}
+
+    @app.get("/healthz", response_model=Probe, summary="Liveness: the process is up (never looks at the model)",
+             tags=["probes"])
+    async def healthz() -> Any:
+        return {"status": "alive"}
+
+    @app.get("/readyz", response_model=Probe, responses={503: NOT_READY}, tags=["probes"],
+             summary="Readiness: the model is loaded and predictions are answered (503 while starting or stopping)")
+    async def readyz(request: Request) -> Any:
+        _work(request)  # 503 `model not loaded` before the lifespan loaded it and once it has unloaded it
+        return {"status": "ready"}
 
     @app.get("/api/model", response_model=ModelInfo, summary="The model and its preprocessing contract", tags=["info"])
     async def model_info(request: Request) -> Any:

@@ -32,7 +32,8 @@ from .settings import (
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 MAX_WORKERS = 64  # each worker process loads its own copy of the model
 SPARE_FDS = 64  # file descriptors beside the connections: the model, logs, the listening socket, ...
-# On Ctrl-C, requests in flight get this long to finish; then the server stops anyway.
+# On Ctrl-C or SIGTERM (what Kubernetes and systemd send), the server stops accepting connections at
+# once and requests in flight get this long to finish; then it stops anyway (Kubernetes waits 30 s).
 GRACEFUL_SHUTDOWN_S = 10
 
 
@@ -42,8 +43,12 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
           timeout_headers: float = DEFAULT_TIMEOUT_HEADERS, timeout_body: float = DEFAULT_TIMEOUT_BODY,
           allowed_hosts: Sequence[str] = (), max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS,
           corrections: Optional[str] = None, corrections_max: int = DEFAULT_CORRECTIONS_MAX,
-          corrections_max_bytes: int = DEFAULT_CORRECTIONS_MAX_BYTES, say: Callable[[str], None] = print) -> None:
+          corrections_max_bytes: int = DEFAULT_CORRECTIONS_MAX_BYTES, say: Callable[[str], None] = print,
+          engine: str = "local", replicas: int = 1, address: Optional[str] = None) -> None:
     """Serve the drawing page and the REST API until Ctrl-C.
+
+    `engine` "ray": the same app on Ray Serve (`ray_serve`) with `replicas` replicas, on a local Ray
+    or the cluster at `address`; the connection limits and timeouts are then Ray Serve's proxy's.
 
     `limit_concurrency`: open connections per worker (more get 503 at once);
     `timeout_keep_alive`: an idle kept-alive connection is closed after it;
@@ -69,7 +74,17 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
     allowed = _allowed_hosts(host, allowed_hosts)
     if corrections_max < 1 or corrections_max_bytes < 1:
         raise ConfigError(f"the corrections limits must be positive (got {corrections_max}, {corrections_max_bytes})")
-    _probe_port(host, port)
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine must be local or ray (got {engine!r})")
+    if engine == "local" or address is None:  # on a cluster, Ray Serve's proxy listens there, not here
+        _probe_port(host, port)
+    if engine == "ray":
+        from .ray_serve import serve_on_ray
+
+        settings = _worker_settings(model, runtime, max_bytes, max_pixels, allowed, corrections, corrections_max,
+                                    corrections_max_bytes)
+        serve_on_ray(settings, replicas=replicas, address=address, host=host, port=port, say=say)
+        return
 
     from .app import create_app
     from .protocol import ConnectionLimits
@@ -96,19 +111,26 @@ def serve(model: Optional[str] = None, runtime: str = "auto", *, host: str = "12
                          corrections_max_bytes=corrections_max_bytes)
         uvicorn.run(app, **options)
     else:
-        from ..runs.artifacts import resolve_model
-
-        path = str(resolve_model(model)) if model is not None else None  # "latest", a run name or a path
-        kept = ""
-        if corrections is not None:  # each worker opens it with its model's classes; a bad folder fails here
-            kept = _check_corrections(corrections, (), corrections_max, corrections_max_bytes)
-            corrections = os.path.abspath(corrections)
-        settings = Settings(model=path, runtime=runtime, max_bytes=max_bytes, max_pixels=max_pixels,
-                            allowed_hosts=allowed, corrections=corrections, corrections_max=corrections_max,
-                            corrections_max_bytes=corrections_max_bytes)
+        kept = "" if corrections is None else _check_corrections(corrections, (), corrections_max,
+                                                                 corrections_max_bytes)
+        settings = _worker_settings(model, runtime, max_bytes, max_pixels, allowed, corrections, corrections_max,
+                                    corrections_max_bytes)
         os.environ.update(settings.to_env())  # each worker process builds its app with app_from_env()
         say(f"serving on {url} with {workers} workers (API docs at /docs; {hosts}){kept}; Ctrl-C stops")
         uvicorn.run("digitlab.server:app_from_env", factory=True, workers=workers, **options)
+
+
+def _worker_settings(model: Optional[str], runtime: str, max_bytes: int, max_pixels: int,
+                     allowed: Optional[tuple[str, ...]], corrections: Optional[str], corrections_max: int,
+                     corrections_max_bytes: int) -> Settings:
+    """The Settings each worker process or Ray Serve replica builds its app from (paths made absolute)."""
+    from ..runs.artifacts import resolve_model
+
+    path = str(resolve_model(model)) if model is not None else None  # "latest", a run name or a path
+    # Each worker opens the corrections folder with its model's classes; a bad folder fails before that.
+    return Settings(model=path, runtime=runtime, max_bytes=max_bytes, max_pixels=max_pixels, allowed_hosts=allowed,
+                    corrections=None if corrections is None else os.path.abspath(corrections),
+                    corrections_max=corrections_max, corrections_max_bytes=corrections_max_bytes)
 
 
 def _check_corrections(folder: Optional[str], classes: Sequence[str], max_count: int, max_bytes: int) -> str:

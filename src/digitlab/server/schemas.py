@@ -83,6 +83,10 @@ class BatchResult(BaseModel):
     results: list[BatchItem]
 
 
+class Probe(BaseModel):
+    status: str  # "alive" (/healthz) or "ready" (/readyz)
+
+
 class Health(BaseModel):
     status: str
     model_id: Optional[str] = None
@@ -156,6 +160,7 @@ BATCH_BODY = {
         },
     },
 }
+NOT_READY = {"model": ErrorResponse, "description": "The model is not loaded: the server is starting or stopping."}
 ERRORS = {
     400: {"model": ErrorResponse, "description": "The Host header names another server (DNS rebinding)."},
     413: {"model": ErrorResponse, "description": "The request body is larger than the limit."},
