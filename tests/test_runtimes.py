@@ -342,7 +342,7 @@ def test_a_keras_only_model_without_tensorflow_is_a_model_error(tmp_path, monkey
     from digitlab.errors import ModelError
     from digitlab.export import runtimes
 
-    shutil.copy(Path(runtimes.__file__).parent / "pretrained" / "model.keras", tmp_path / "model.keras")
+    shutil.copy(Path(runtimes.__file__).parents[1] / "pretrained" / "model.keras", tmp_path / "model.keras")
     real_find_spec = runtimes.importlib.util.find_spec
     monkeypatch.setattr(runtimes.importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorflow" else real_find_spec(name, *a))
