@@ -152,6 +152,8 @@ def predict(ctx: typer.Context, **o: Any) -> None:
     """Recognise digits and whole numbers in your own images (photos, scans, drawings)."""
     from ..predict.present import print_predictions
 
+    if not o["paths"]:  # one check for every engine (the APIs check their own arguments too)
+        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     out, workers, engine, address = o.pop("out"), o.pop("workers"), o.pop("engine"), o.pop("address")
     if engine == "ray":
         failed = predict_on_ray(out, address=address, **o)
@@ -176,8 +178,6 @@ def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool
     if as_json or as_csv or annotate or show_input or neighbours_dir or explain:
         raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); --json, --csv, "
                           "--annotate, --show-input, --neighbours and --explain are for printed results")
-    if not paths:
-        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)
     say(summary.line())
     return summary.failed
@@ -193,8 +193,6 @@ def predict_on_ray(out: str | None, *, paths: Any, model: Any, runtime: str, add
         raise ConfigError(INSTALL_HINT)
     if not out:
         raise ConfigError("--engine ray writes its rows to a directory: give --out DIR")
-    if not paths:
-        raise ConfigError("no inputs: give image files, directories, glob patterns, or - for stdin")
     if any(unused.values()):
         raise ConfigError("--engine ray writes rows only: --json, --annotate, --show-input, --neighbours and "
                           "--explain are for the local engine")
