@@ -175,12 +175,24 @@ def predict_to_file_command(out: str, *, paths: Any, as_json: bool, as_csv: bool
     """`predict --out FILE`: stream every input's answer into FILE; returns how many inputs failed."""
     from ..predict.batch import predict_to_file
 
-    if as_json or as_csv or annotate or show_input or neighbours_dir or explain:
-        raise ConfigError("--out writes the format its suffix names (.jsonl, .csv, .parquet); --json, --csv, "
-                          "--annotate, --show-input, --neighbours and --explain are for printed results")
+    _refuse_printed_options(as_json=as_json, as_csv=as_csv, annotate=annotate, show_input=show_input,
+                            neighbours_dir=neighbours_dir, explain=explain)
     summary = predict_to_file(paths, out, mode="number" if number else "auto", engine=engine or "local", **o)
     say(summary.line())
     return summary.failed
+
+
+# The predict options that only make sense for results printed to the terminal.
+PRINTED_ONLY = {"as_json": "--json", "as_csv": "--csv", "annotate": "--annotate", "show_input": "--show-input",
+                "neighbours_dir": "--neighbours", "explain": "--explain"}
+
+
+def _refuse_printed_options(**given: Any) -> None:
+    """--out writes rows: the options for printed results are a usage error there, named."""
+    named = [PRINTED_ONLY[k] for k, v in given.items() if v]
+    if named:
+        raise ConfigError(f"--out writes the format its suffix names (.jsonl, .csv, .parquet); {', '.join(named)}: "
+                          "for printed results only")
 
 
 def predict_on_ray(out: str | None, *, paths: Any, model: Any, runtime: str, address: Any, as_csv: bool, number: bool,
@@ -193,9 +205,7 @@ def predict_on_ray(out: str | None, *, paths: Any, model: Any, runtime: str, add
         raise ConfigError(INSTALL_HINT)
     if not out:
         raise ConfigError("--engine ray writes its rows to a directory: give --out DIR")
-    if any(unused.values()):
-        raise ConfigError("--engine ray writes rows only: --json, --annotate, --show-input, --neighbours and "
-                          "--explain are for the local engine")
+    _refuse_printed_options(**unused)  # --csv stays: it picks the Ray engine's row format
     summary = predict_with_ray(paths, out, model=None if model is None else str(resolve_model(model, runs_dir)),
                                runtime=runtime, address=address, fmt="csv" if as_csv else None,
                                mode="number" if number else "auto", threshold=threshold)
