@@ -117,10 +117,23 @@ def fit_to_mnist(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return np.round(out * 255.0).astype(np.uint8)
 
 
+MNIST_EXTENT = 22  # an MNIST digit's ink lies within 20x20; 22 leaves a pixel of anti-aliasing either side
+# ... and this share of it must: a thin line or a few faint blotches across an MNIST digit (which
+# the model has learnt to ignore) do not make it a digit of another format, while a digit drawn
+# too large for the 20x20 box (a 26-px ring) has a quarter of its ink outside any 22x22 window.
+IN_EXTENT = 0.9
+
+
+def _mass_in_window(wts: np.ndarray, k: int) -> float:
+    """The most ink any k x k window of the image holds (summed-area table)."""
+    s = np.pad(wts, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
+    return float((s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]).max())
+
+
 def is_mnist_like(img: Image.Image | np.ndarray) -> bool:
     """A 28x28 single-channel image that already looks like MNIST: white on
-    black, a dark border, the ink within about 20x20 and centred. Such images
-    are given to the model unchanged."""
+    black, a dark border, (nearly all) the ink within about 20x20 and centred.
+    Such images are given to the model unchanged."""
     if isinstance(img, np.ndarray):
         a = img
     else:
@@ -132,11 +145,12 @@ def is_mnist_like(img: Image.Image | np.ndarray) -> bool:
     ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
     if float((ring > 127).mean()) > 0.05 or float(np.median(a)) > 30 or a.max() < 128:
         return False
-    ys, xs = np.nonzero(a > 30)
-    if ys.size == 0 or ys.max() - ys.min() + 1 > 22 or xs.max() - xs.min() + 1 > 22:
+    if not (a > 30).any():
         return False
     wts = a.astype(np.float64)
     total = wts.sum()
+    if _mass_in_window(wts, MNIST_EXTENT) < IN_EXTENT * total:
+        return False
     cy = (wts.sum(axis=1) * np.arange(FIELD)).sum() / total
     cx = (wts.sum(axis=0) * np.arange(FIELD)).sum() / total
     return abs(cy - COM_TARGET) <= 2.5 and abs(cx - COM_TARGET) <= 2.5
