@@ -25,9 +25,12 @@ BARE_SPREAD = 0.06  # a block whose 5th and 30th percentiles are this close hold
 SHADOW_DEPTH = 0.7  # a shadow darkens paper by at most this share of the way to the darkest ink
 _BLOCK_SAMPLES = 16  # at most this many samples per block side: the grid costs the same for any image
 _DIFF_ROWS = 128  # rows whose neighbour differences measure the noise: enough, and cheap at any size
-# Sharp edges: the 99th percentile of the neighbour differences this many times the tail's
-# sigma. Measured: a digit on fog 3.6x at least (median 15x); smooth noise of any grain 2.6x at most.
-_EDGES = 3.0
+# Sharp edges: the 99th percentile of the neighbour differences both far above their median (a
+# heavy tail: 3.6-4.7x for Gaussian noise of any grain, 7.6x and more for a digit on fog) and well
+# above the residual tail's sigma (0.4x at most for smooth noise whose differences are heavy-tailed
+# by quantisation alone; 2.5x and more for a digit on fog).
+_HEAVY = 6.0
+_EDGES = 1.5
 _Z_1_10 = 1.0451  # distance between the 1st and 10th percentiles of a normal distribution, in sigmas
 
 
@@ -211,7 +214,8 @@ def _noise(resid: np.ndarray) -> float:
         k = max(1, resid.shape[0] // _DIFF_ROWS)
         diffs = _sample(np.abs(np.diff(resid[::k], axis=1)))
         med, sharp = _quantiles(diffs, 50, 99)
-        if float(np.mean(sample <= PAPER_TOLERANCE)) < 0.3 or sharp >= _EDGES * sigma:
+        edges = sharp >= _HEAVY * med and sharp >= _EDGES * sigma
+        if float(np.mean(sample <= PAPER_TOLERANCE)) < 0.3 or edges:
             sigma = min(sigma, 1.4826 * med / np.sqrt(2.0))
     return sigma
 
