@@ -24,7 +24,7 @@ PAPER_TOLERANCE = 0.08  # a block this far above the paper surface holds ink (or
 BARE_SPREAD = 0.06  # a block whose 5th and 30th percentiles are this close holds no stroke edge
 SHADOW_DEPTH = 0.7  # a shadow darkens paper by at most this share of the way to the darkest ink
 _BLOCK_SAMPLES = 16  # at most this many samples per block side: the grid costs the same for any image
-_DIFF_ROWS = 128  # rows whose neighbour differences measure the noise: enough, and cheap at any size
+_DIFF_ROWS = 64  # rows whose neighbour differences measure the noise: enough, and cheap at any size
 # Sharp edges: the 99th percentile of the neighbour differences both far above their median (a
 # heavy tail: 3.6-4.7x for Gaussian noise of any grain, 7.6x and more for a digit on fog) and well
 # above the residual tail's sigma (0.4x at most for smooth noise whose differences are heavy-tailed
