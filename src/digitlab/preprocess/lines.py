@@ -31,6 +31,9 @@ def line_mask(a: np.ndarray) -> np.ndarray:
     LONGER_THAN columns of a small white-on-black image; all False when there is none."""
     ink = np.asarray(a) > INK
     h, w = ink.shape
+    cols = np.flatnonzero(ink.any(axis=0))
+    if cols.size == 0 or cols[-1] - cols[0] + 1 <= LONGER_THAN:  # too narrow to hold a line (most digits)
+        return np.zeros((h, w), bool)
     runs = [_thin_runs(ink[:, x]) for x in range(w)]
     # chain[x][i]: (first column of the longest chain ending in run i of column x, previous link)
     chain: list[list[tuple[int, tuple[int, int] | None]]] = []
