@@ -149,6 +149,8 @@ def table(rows: list[tuple[str, dict, dict | None, float | None]], threshold: fl
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=10000, help="MNIST test images (default: all 10,000)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="first MNIST test image (e.g. 5000: a half not used to develop the preprocessing)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the corruptions' randomness")
     ap.add_argument("--raw-only", action="store_true", help="skip the through-preprocessing columns")
     ap.add_argument("--baseline", default="seed",
@@ -160,12 +162,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.limit < 1:
         ap.error("--limit must be at least 1")
+    if not 0 <= args.start < 10000:
+        ap.error("--start must be between 0 and 9999")
 
     from digitlab.data.mnist import load_mnist
     from digitlab.predict.predictor import Predictor
 
     _, (x_test, y_test) = load_mnist()
-    x, y = x_test[:args.limit], y_test[:args.limit]
+    x, y = x_test[args.start:args.start + args.limit], y_test[args.start:args.start + args.limit]
     predictor = Predictor.load(args.model)
     t0 = time.perf_counter()
     baseline, baseline_name = baseline_predictor(args.baseline)
@@ -201,7 +205,8 @@ def main() -> None:
     body = rows[1:]
     accs = [(r["accuracy"], name) for name, r, _, _ in body]
     worst = min(accs)
-    cmd = ("python benchmarks/bench_mnist_c.py" + (f" --limit {args.limit}" if args.limit != 10000 else "")
+    cmd = ("python benchmarks/bench_mnist_c.py" + (f" --start {args.start}" if args.start else "")
+           + (f" --limit {args.limit}" if args.limit != 10000 else "")
            + (f" --seed {args.seed}" if args.seed else "") + (" --raw-only" if args.raw_only else "")
            + (f" --baseline {args.baseline}" if args.baseline != "seed" else "")
            + model_arguments(args, KEY) + (" --montage docs/mnist_c.png" if args.montage else "") + " --write")
@@ -212,7 +217,8 @@ def main() -> None:
         + ("" if baseline is None else f", baseline training and scoring {t_base:.0f} s") + ") · model: "
         f"{model_name(args)} (`{predictor.info.get('preset')}`, {predictor.info.get('model_id')}), runtime "
         f"`{predictor.info['runtime']}`, uncertain below {predictor.threshold:.3f} · {len(x):,} MNIST test images "
-        f"per corruption, seed {args.seed}. The 15 corruptions of MNIST-C at the severities of the published "
+        f"per corruption{f' (test indices {args.start}-{args.start + len(x) - 1})' if args.start else ''}, "
+        f"seed {args.seed}. The 15 corruptions of MNIST-C at the severities of the published "
         "dataset (the reference implementation's defaults, google-research/mnist-c `corruptions.py`), "
         "re-implemented with numpy/scipy in `benchmarks/mnist_c.py`; examples: [docs/mnist_c.png](docs/mnist_c.png). "
         "Raw array = what the paper evaluates: the corrupted 28x28 array / 255 straight to the model. "

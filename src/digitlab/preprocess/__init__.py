@@ -5,10 +5,12 @@ One module per concern:
     model_input   the contract every model is trained and served with (`to_model_input`)
     loading       bytes / paths / arrays / PIL images -> a checked, decoded image
     colour        any Pillow mode -> grey levels and an ink map (alpha, polarity)
+    bands         bands of inverted polarity (light slabs beside a dark field) flipped back
     ndimage       numpy stand-ins for the scipy.ndimage operations used below
     ink           background and noise removed, strokes masked (`clean_ink`)
     segment       pieces of ink -> digits (merge broken digits, split touching ones)
     fit           one digit -> MNIST's 20x20-in-28x28 format
+    lines         a thin line across an MNIST-format image, left out of its format checks
     digits        `find_digit`, `segment_digits`, `normalize_digit`
 
 Only numpy and Pillow are used, so prediction never has to import anything

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .fit import fit_to_mnist, is_mnist_like
+from .bands import undo_inverted_bands
+from .fit import FIELD, fit_to_mnist, is_mnist_like
 from .ink import InkMap, clean_ink
 from .loading import as_image
 from .ndimage import dilate3, label_runs
@@ -102,6 +103,21 @@ def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     return m, labels, parts
 
 
+def _mnist_format(img: Any) -> np.ndarray | None:
+    """The image itself (uint8 (28, 28)) when it is already in MNIST's format (`is_mnist_like`),
+    also once bands of inverted polarity are flipped back (see `bands`); else None."""
+    if img.mode != "L" or img.size != (FIELD, FIELD):
+        return None
+    a = np.array(img, dtype=np.uint8)
+    if is_mnist_like(a):
+        return a
+    unbanded = undo_inverted_bands(a.astype(np.float32) / np.float32(255.0))
+    if unbanded is a or not np.any(unbanded != a / np.float32(255.0)):
+        return None
+    b = np.round(unbanded * 255.0).astype(np.uint8)
+    return b if is_mnist_like(b) else None
+
+
 def find_digit(img: Any) -> tuple[Box, np.ndarray] | None:
     """One digit: (box of the ink in the image's pixels, uint8 (28, 28)); None when there is no ink.
 
@@ -109,8 +125,8 @@ def find_digit(img: Any) -> tuple[Box, np.ndarray] | None:
     pass through unchanged.
     """
     img = as_image(img)
-    if is_mnist_like(img):
-        a = np.array(img, dtype=np.uint8)
+    a = _mnist_format(img)
+    if a is not None:
         return _ink_box(a), a
     found = _analyse(img)
     if found is None:
@@ -137,8 +153,8 @@ def segment_digits(img: Any) -> list[tuple[Box, np.ndarray]]:
     valley of the column profile. An empty list means no ink.
     """
     img = as_image(img)
-    if is_mnist_like(img):
-        a = np.array(img, dtype=np.uint8)
+    a = _mnist_format(img)
+    if a is not None:
         return [(_ink_box(a), a)]
     found = _analyse(img)
     if found is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .lines import line_mask
 from .ndimage import erode3, maximum_filter, minimum_filter
 
 FIT_BOX = 20  # MNIST: the digit is fitted into 20x20 ...
@@ -117,10 +118,25 @@ def fit_to_mnist(ink: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     return np.round(out * 255.0).astype(np.uint8)
 
 
+MNIST_EXTENT = 22  # an MNIST digit's ink lies within 20x20; 22 leaves a pixel of anti-aliasing either side
+# ... and this share of it must: a thin line or a few faint blotches across an MNIST digit (which
+# the model has learnt to ignore) do not make it a digit of another format, while a digit drawn
+# too large for the 20x20 box (a 26-px ring) has a quarter of its ink outside any 22x22 window.
+IN_EXTENT = 0.9
+
+
+def _mass_in_window(wts: np.ndarray, k: int) -> float:
+    """The most ink any k x k window of the image holds (summed-area table)."""
+    s = np.pad(wts, ((1, 0), (1, 0))).cumsum(axis=0).cumsum(axis=1)
+    return float((s[k:, k:] - s[:-k, k:] - s[k:, :-k] + s[:-k, :-k]).max())
+
+
 def is_mnist_like(img: Image.Image | np.ndarray) -> bool:
     """A 28x28 single-channel image that already looks like MNIST: white on
-    black, a dark border, the ink within about 20x20 and centred. Such images
-    are given to the model unchanged."""
+    black, a dark border, (nearly all) the ink within about 20x20 and centred.
+    A thin line across the field (see `lines.line_mask`) is left out of these
+    checks: the digit is what must fit. Such images are given to the model
+    unchanged (line included: the model has learnt to read through lines)."""
     if isinstance(img, np.ndarray):
         a = img
     else:
@@ -129,14 +145,22 @@ def is_mnist_like(img: Image.Image | np.ndarray) -> bool:
         a = np.asarray(img)
     if a.shape != (FIELD, FIELD) or a.dtype != np.uint8:
         return False
-    ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
-    if float((ring > 127).mean()) > 0.05 or float(np.median(a)) > 30 or a.max() < 128:
+    if float(np.median(a)) > 30 or a.max() < 128:
         return False
-    ys, xs = np.nonzero(a > 30)
-    if ys.size == 0 or ys.max() - ys.min() + 1 > 22 or xs.max() - xs.min() + 1 > 22:
+    line = line_mask(a)
+    if line.any():  # the line and its anti-aliased fringe, a pixel above and below
+        line[1:] |= line[:-1].copy()
+        line[:-1] |= line[1:].copy()
+        a = np.where(line, 0, a).astype(np.uint8)
+        if a.max() < 128:
+            return False
+    ring = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    if float((ring > 127).mean()) > 0.05:
         return False
     wts = a.astype(np.float64)
     total = wts.sum()
+    if _mass_in_window(wts, MNIST_EXTENT) < IN_EXTENT * total:
+        return False
     cy = (wts.sum(axis=1) * np.arange(FIELD)).sum() / total
     cx = (wts.sum(axis=0) * np.arange(FIELD)).sum() / total
     return abs(cy - COM_TARGET) <= 2.5 and abs(cx - COM_TARGET) <= 2.5
