@@ -15,6 +15,7 @@ import numpy as np
 
 from .fit import fit_to_mnist, is_mnist_like
 from .ink import InkMap, clean_ink
+from .lines import remove_lines
 from .loading import as_image
 from .ndimage import dilate3, label_runs
 from .segment import MAX_PARTS, Part, frames, group, parts_from_stats, split_wide
@@ -81,10 +82,12 @@ def _linked(parts: list[Part], labels: np.ndarray, m: InkMap) -> list[Part]:
     return list(joined.values())
 
 
-def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
+def _analyse(img: Any, lines: bool = False) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     m = clean_ink(img)
     if m is None:
         return None
+    if lines:  # a number on a form: its ruling and boxes are not digits
+        m = remove_lines(m)
     labels, count, stats = label_runs(m.mask)
     parts = parts_from_stats(count, stats, limit=MAX_PARTS)
     if not parts:
@@ -140,7 +143,7 @@ def segment_digits(img: Any) -> list[tuple[Box, np.ndarray]]:
     if is_mnist_like(img):
         a = np.array(img, dtype=np.uint8)
         return [(_ink_box(a), a)]
-    found = _analyse(img)
+    found = _analyse(img, lines=True)
     if found is None:
         return []
     m, labels, parts = found
