@@ -21,7 +21,7 @@ from .ink import InkMap
 from .ndimage import label_runs
 
 LINE_SHARE = 0.4  # a horizontal line runs across at least this share of the image's width ...
-LINE_DIGITS = 1.5  # ... and at least this many digit heights: a 7's bar or two touching 2s are shorter
+LINE_DIGITS = 1.3  # ... and at least this many digit heights: a 7's bar or two touching 2s are shorter
 FULL_HEIGHT = 0.85  # a vertical line of squared paper runs over (almost) the whole image's height
 TICK_HEIGHT = 0.5  # a comb's tick is under half a digit's height, and thin: a quarter of it wide at most
 MAX_THICK = 0.2  # a line is at most this share of a digit's height thick (a digit's stroke crossing is thinner)
@@ -40,15 +40,6 @@ def _long_runs(a: np.ndarray, length: float) -> np.ndarray:
     np.add.at(acc, (ys[keep], xs[keep]), 1)
     np.add.at(acc, (ys[keep], xe[keep]), -1)
     return np.cumsum(acc, axis=1)[:, :w] > 0
-
-
-def _tolerant(a: np.ndarray, length: float) -> np.ndarray:
-    """Horizontal runs of `a` at least `length` long, a slightly tilted line (one pixel row up or
-    down along the way) still one run; only pixels of `a` are returned."""
-    near = a.copy()
-    near[1:] |= a[:-1]
-    near[:-1] |= a[1:]
-    return _long_runs(near, length) & a
 
 
 def _crossings(ink: np.ndarray, line: np.ndarray, thick: int) -> np.ndarray:
@@ -76,13 +67,15 @@ def _crossings(ink: np.ndarray, line: np.ndarray, thick: int) -> np.ndarray:
 
 
 def _digit_height(keep: np.ndarray) -> float:
-    """The tallest piece of ink left (0 when none): the digits' height once the lines are gone."""
+    """The height of the ink left (its pieces together, specks aside; 0 when none): the digits'
+    height once the lines are gone. Together, not the tallest piece: a lone 3 whose bars were
+    taken for lines leaves short arcs, but they still span the digit's height."""
     _, count, stats = label_runs(keep)
     if count == 0 or stats is None:
         return 0.0
-    area, h = stats[4][1:], (stats[3] - stats[1])[1:]
+    area = stats[4][1:]
     big = area >= 0.05 * area.max()
-    return float(h[big].max())
+    return float(stats[3][1:][big].max() - stats[1][1:][big].min())
 
 
 def _bands(rows: np.ndarray) -> list[tuple[int, int]]:
@@ -94,8 +87,8 @@ def _bands(rows: np.ndarray) -> list[tuple[int, int]]:
 def find_lines(faint: np.ndarray) -> np.ndarray:
     """The form lines' pixels in a (faint) ink mask: bool, same shape; crossing strokes excluded."""
     h, w = faint.shape
-    horiz = _tolerant(faint, LINE_SHARE * w)
-    vert = _tolerant(faint.T, FULL_HEIGHT * h).T
+    horiz = _long_runs(faint, LINE_SHARE * w)
+    vert = _long_runs(faint.T, FULL_HEIGHT * h).T
     if not (horiz.any() or vert.any()):
         return horiz
     # A first guess of the digits' height, with every candidate gone; nothing left means the
@@ -105,8 +98,8 @@ def find_lines(faint: np.ndarray) -> np.ndarray:
     if height == 0:
         return np.zeros_like(faint)
     thick = max(2, int(MAX_THICK * height))
-    horiz = _tolerant(faint, max(LINE_SHARE * w, LINE_DIGITS * height))
-    vert = _tolerant(faint.T, max(FULL_HEIGHT * h, LINE_DIGITS * height)).T
+    horiz = _long_runs(faint, max(LINE_SHARE * w, LINE_DIGITS * height))
+    vert = _long_runs(faint.T, max(FULL_HEIGHT * h, LINE_DIGITS * height)).T
     rows = _bands(horiz.sum(axis=1) >= 0.3 * w)
     if 2 <= len(rows) <= 3 and not vert.any():
         vert |= _box_sides(faint & ~horiz, rows, height)
