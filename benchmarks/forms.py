@@ -43,6 +43,7 @@ _COLOURED = [((250, 235, 120), (30, 50, 170)),  # blue on yellow
 
 def _mnist_test():
     from _common import ROOT  # noqa: F401 - puts the checkout's src on sys.path
+
     from digitlab.data.mnist import load_mnist_data
 
     d = load_mnist_data()
