@@ -24,9 +24,9 @@ MIN_WIDTH = 0.15  # a stretch narrower than this share of the height is a sliver
 MAX_WIDTH = 1.3  # ... and one wider than this is two (the whole group is a candidate anyway)
 MIN_HEIGHT = 0.4  # a stretch whose ink is under this share of the group's height is a fragment
 DIP_SPACING = 0.12  # candidate cuts at least this share of the height apart
-BEND = 0.2  # a cut path strays at most this share of the height from its dip's column
+BEND = 0.06  # a cut path strays at most this share of the height from its dip's column
 PIECE = 0.15  # a piece of a stretch under this share of its largest is a neighbour's stroke end
-GRID = 0.06  # ... and cuts this share of the height apart where there is no dip
+GRID = 0.08  # ... and cuts this share of the height apart where there is no dip
 MAX_CUTS = 40  # bounds the candidates (and the model's work) for a very long group
 
 
