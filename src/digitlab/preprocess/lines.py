@@ -23,7 +23,7 @@ from .ndimage import label_runs
 LINE_SHARE = 0.4  # a horizontal line runs across at least this share of the image's width ...
 LINE_DIGITS = 1.3  # ... and at least this many digit heights: a 7's bar or two touching 2s are shorter
 FULL_HEIGHT = 0.85  # a vertical line of squared paper runs over (almost) the whole image's height
-TICK_HEIGHT = 0.5  # a comb's tick is under half a digit's height, and thin: a quarter of it wide at most
+TICK_HEIGHT = 0.6  # a comb's tick is shorter than a digit (~1/3 of the cell), and thin: a quarter of it wide at most
 MAX_THICK = 0.2  # a line is at most this share of a digit's height thick (a digit's stroke crossing is thinner)
 
 
@@ -42,10 +42,11 @@ def _long_runs(a: np.ndarray, length: float) -> np.ndarray:
     return np.cumsum(acc, axis=1)[:, :w] > 0
 
 
-def _crossings(ink: np.ndarray, line: np.ndarray, thick: int) -> np.ndarray:
-    """Line pixels (horizontal lines) that a stroke crosses: ink just above and just below
-    the line, within `thick` pixels of line, in the same column or the next."""
-    other = ink & ~line
+def _crossings(ink: np.ndarray, line: np.ndarray, thick: int, lines: np.ndarray) -> np.ndarray:
+    """Line pixels (horizontal lines) that a stroke crosses: ink that is no line (of `lines`,
+    all of them: a box's side is not a stroke crossing its top) just above and just below the
+    line, within `thick` pixels of line, in the same column or the next."""
+    other = ink & ~lines
     wide = other.copy()
     wide[:, 1:] |= other[:, :-1]
     wide[:, :-1] |= other[:, 1:]
@@ -92,11 +93,13 @@ def find_lines(faint: np.ndarray) -> np.ndarray:
     if not (horiz.any() or vert.any()):
         return horiz
     # A first guess of the digits' height, with every candidate gone; nothing left means the
-    # candidates were the digits (a tight crop of a 7 or a 1), and nothing is a line.
+    # candidates were the digits (a tight crop of a 7 or a 1, or 11), and nothing is a line,
+    # unless they are three or more parallel lines (a blank ruled page: no digit has those).
     rough = faint & ~(horiz | vert)
     height = _digit_height(rough)
     if height == 0:
-        return np.zeros_like(faint)
+        ruling = max(len(_bands(horiz.any(axis=1))), len(_bands(vert.any(axis=0)))) >= 3
+        return horiz | vert if ruling else np.zeros_like(faint)
     thick = max(2, int(MAX_THICK * height))
     horiz = _long_runs(faint, max(LINE_SHARE * w, LINE_DIGITS * height))
     vert = _long_runs(faint.T, max(FULL_HEIGHT * h, LINE_DIGITS * height)).T
@@ -106,7 +109,7 @@ def find_lines(faint: np.ndarray) -> np.ndarray:
     line = horiz | vert
     if not line.any():
         return line
-    crossed = _crossings(faint, horiz, thick) | _crossings(faint.T, vert.T, thick).T
+    crossed = _crossings(faint, horiz, thick, line) | _crossings(faint.T, vert.T, thick, line.T).T
     line &= ~crossed
     if len(rows) <= 3:
         line |= _ticks(faint & ~line, horiz & ~crossed, height)
