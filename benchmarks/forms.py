@@ -41,13 +41,13 @@ _COLOURED = [((250, 235, 120), (30, 50, 170)),  # blue on yellow
              ((240, 230, 140), (150, 120, 60))]  # ochre on yellow, low contrast
 
 
-def _mnist_test():
+def _mnist(pool: str = "test"):
     from _common import ROOT  # noqa: F401 - puts the checkout's src on sys.path
 
     from digitlab.data.mnist import load_mnist_data
 
     d = load_mnist_data()
-    return d.x_test, d.y_test
+    return (d.x_test, d.y_test) if pool == "test" else (d.x_train, d.y_train)
 
 
 def _digit_alpha(a: np.ndarray, height: int, rng: np.random.Generator) -> np.ndarray:
@@ -190,11 +190,12 @@ def _boxes(alphas, height, paper_c, ink_c, rng) -> np.ndarray:
 
 
 def generate(kind: str, n: int, indices: Sequence[int] | range = DEV[0], seed: int = DEV[1],
-             ) -> list[tuple[Image.Image, str]]:
-    """`n` images of `kind` and the strings written in them, from MNIST test digits at `indices`."""
+             pool: str = "test") -> list[tuple[Image.Image, str]]:
+    """`n` images of `kind` and the strings written in them, from MNIST digits at `indices` of
+    the test set (`pool` "train": of the training set, a third set for checking a choice)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
-    x, y = _mnist_test()
+    x, y = _mnist(pool)
     pool = np.asarray(list(indices))
     rng = np.random.default_rng([seed, KINDS.index(kind)])
     out = []
