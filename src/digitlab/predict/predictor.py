@@ -42,6 +42,7 @@ from ..files.layout import METRICS_FILE
 from ..models.ood import near_empty, not_digit_score
 from ..runs.artifacts import model_id, pretrained_dir, resolve_model
 from .neighbours import LazyIndex
+from .reading import Lattice, chosen
 from .results import DigitPrediction, NumberPrediction, Outcome, no_digit, number_of
 
 DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
@@ -61,6 +62,9 @@ class _Prepared:
     inputs: tuple[np.ndarray, ...]  # uint8 (28, 28) each
     image: Any = None  # a display-size copy of the input, kept only when asked (annotation)
     image_scale: float = 1.0  # its pixels per input pixel (boxes are in input pixels)
+    # number mode with touching digits: `inputs` holds every candidate digit, and the model's
+    # probabilities choose which are the number's (`reading.chosen`); None: every input is a digit
+    reading: tuple[Lattice, ...] | None = None
 
 
 class Predictor:
@@ -190,9 +194,11 @@ class Predictor:
         results: list[DigitPrediction | NumberPrediction] = []
         i = 0
         for p in prepared:
+            n = len(p.inputs)
+            keep = range(n) if p.reading is None else chosen(p.reading, probs[i:i + n])
             digits = tuple(self._digit(probs[i + k], p.boxes[k], p.inputs[k], p.source, empty=empty[i + k],
-                                       score=scores[i + k]) for k in range(len(p.inputs)))
-            i += len(p.inputs)
+                                       score=scores[i + k]) for k in keep)
+            i += n
             if p.number:
                 # A near-empty piece is no digit, so it is no part of the number either.
                 results.append(number_of(tuple(d for d in digits if not d.no_digit), p.source, p.auto))
@@ -292,13 +298,36 @@ def prepare_image(image: Any, *, mode: str = "digit", source: str | None = None,
         found = pp.find_digit(img)
         boxes, inputs = ((), ()) if found is None else ((found[0],), (found[1],))
         number = auto = False
+        reading = None
     else:
-        segs = pp.segment_digits(img)
-        boxes, inputs = tuple(b for b, _ in segs), tuple(a for _, a in segs)
+        groups = pp.number_candidates(img)
         # In auto mode one group holds all the ink (what find_digit would give): a single digit.
-        number = mode == "number" or len(segs) >= 2
+        number = mode == "number" or sum(g.groups for g in groups) >= 2
         auto = number and mode == "auto"
-    return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale)
+        boxes, inputs, reading = _candidates(groups) if number else ((), (), None)
+        if not number:
+            boxes, inputs = tuple(g.box for g in groups), tuple(g.digit for g in groups)
+    return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale, reading)
+
+
+def _candidates(groups: Sequence[Any]) -> tuple[tuple, tuple, tuple[Lattice, ...] | None]:
+    """A number's groups -> (boxes, inputs, lattices): each group as one digit, then its candidate
+    digits; no lattices when no group has candidates (every input is a digit)."""
+    boxes: list[Any] = []
+    inputs: list[np.ndarray] = []
+    lattices = []
+    for g in groups:
+        x0, y0, x1, y1 = g.box
+        steps = [(0, g.nodes - 1, len(inputs), (x1 - x0) / max(1, y1 - y0), 1.0, 1.0)]
+        boxes.append(g.box)
+        inputs.append(g.digit)
+        for st in g.stretches:
+            steps.append((st.i, st.j, len(inputs), st.aspect, st.fill, st.mass))
+            boxes.append(st.box)
+            inputs.append(st.digit)
+        lattices.append((g.nodes, tuple(steps)))
+    reading = tuple(lattices) if len(inputs) > len(groups) else None
+    return tuple(boxes), tuple(inputs), reading
 
 
 def strip_label(msg: str, label: str | None) -> str:

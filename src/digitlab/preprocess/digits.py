@@ -5,23 +5,42 @@
     find_digit            one digit: ink cropped, fitted, centred -> uint8 (28, 28)
     segment_digits        several digits: connected components, merged, split,
                           ordered left to right -> [(box, uint8 (28, 28)), ...]
+    number_candidates     the same groups, plus candidate cuts through touching digits
+                          (the model chooses among them: `predict.reading`)
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from .bands import undo_inverted_bands
+from .cuts import Stretch, stretches
 from .fit import FIELD, fit_to_mnist, is_mnist_like
 from .ink import InkMap, clean_ink
+from .lines import remove_lines
 from .loading import as_image
 from .ndimage import dilate3, label_runs
 from .segment import MAX_PARTS, Part, frames, group, parts_from_stats, split_wide
 
 #: A box in pixel coordinates of the (EXIF-rotated) input image: (x0, y0, x1, y1), x1/y1 exclusive.
 Box = tuple[int, int, int, int]
+TOUCH = 0.05  # groups closer than this share of the digits' height may share a digit (see `_clusters`)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One group of a number (`number_candidates`): the whole group as one digit, and the
+    candidate digits between its `nodes` cuts (edges included) when it may hold several."""
+
+    box: Box
+    digit: np.ndarray  # uint8 (28, 28): the whole group, as `segment_digits` renders it
+    nodes: int
+    stretches: tuple[Stretch, ...]
+    groups: int = 1  # groups of `segment_digits` in it (several when their boxes touch)
 
 
 def _ink_box(a: np.ndarray) -> Box:
@@ -82,10 +101,12 @@ def _linked(parts: list[Part], labels: np.ndarray, m: InkMap) -> list[Part]:
     return list(joined.values())
 
 
-def _analyse(img: Any) -> tuple[InkMap, np.ndarray, list[Part]] | None:
+def _analyse(img: Any, lines: bool = False) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     m = clean_ink(img)
     if m is None:
         return None
+    if lines:  # a number on a form: its ruling and boxes are not digits
+        m = remove_lines(m)
     labels, count, stats = label_runs(m.mask)
     parts = parts_from_stats(count, stats, limit=MAX_PARTS)
     if not parts:
@@ -156,13 +177,64 @@ def segment_digits(img: Any) -> list[tuple[Box, np.ndarray]]:
     a = _mnist_format(img)
     if a is not None:
         return [(_ink_box(a), a)]
-    found = _analyse(img)
+    found = _groups(img)
     if found is None:
         return []
+    m, labels, groups = found
+    return [(_original_box(g, m), _render(g, labels, m)) for g in groups]
+
+
+def _groups(img: Image.Image) -> tuple[InkMap, np.ndarray, list[Part]] | None:
+    found = _analyse(img, lines=True)
+    if found is None:
+        return None
     m, labels, parts = found
     groups = []
     for g in group(parts):
         groups.extend(split_wide(g, _members(labels[g.y0:g.y1, g.x0:g.x1], g.ids), (g.y0, g.x0))
                       if g.w >= 1.4 * g.h else [g])
     groups.sort(key=lambda g: (g.x0 + g.x1) / 2)
-    return [(_original_box(g, m), _render(g, labels, m)) for g in groups]
+    return m, labels, groups
+
+
+def number_candidates(img: Any) -> list[Candidates]:
+    """`segment_digits`, and for each group wide enough to hold touching digits the candidate
+    digits between candidate cuts (`cuts.stretches`, boxes in the image's pixels), for the model
+    to choose from. The groups are those of `segment_digits`, their `digit` rendered the same."""
+    img = as_image(img)
+    a = _mnist_format(img)
+    if a is not None:
+        return [Candidates(_ink_box(a), a, 2, (), 1)]
+    found = _groups(img)
+    if found is None:
+        return []
+    m, labels, groups = found
+    out = []
+    for cluster in _clusters(groups):
+        g = cluster[0]
+        for other in cluster[1:]:
+            g = g.join(other)
+        own = _members(labels[g.y0:g.y1, g.x0:g.x1], g.ids)
+        # where components part the cluster's digits, a cut is forced (the components' reading)
+        forced = [(a.x1 + b.x0) // 2 - g.x0 for a, b in zip(cluster, cluster[1:])]
+        nodes, found_here = stretches(m.ink[g.y0:g.y1, g.x0:g.x1] * dilate3(own), own, forced)
+        boxed = tuple(replace(st, box=_original_box(Part(g.ids, g.x0 + st.box[0], g.y0 + st.box[1],
+                                                         g.x0 + st.box[2], g.y0 + st.box[3], 0), m))
+                      for st in found_here)
+        out.append(Candidates(_original_box(g, m), _render(g, labels, m), nodes, boxed, len(cluster)))
+    return out
+
+
+def _clusters(groups: list[Part]) -> list[list[Part]]:
+    """Neighbouring groups whose boxes touch or overlap (left to right): one digit may have been
+    cut in two by the components (a 4's open arm beside its stem joined to the next digit)."""
+    if not groups:
+        return []
+    height = max(g.h for g in groups)
+    out = [[groups[0]]]
+    for g in groups[1:]:
+        if g.x0 <= max(p.x1 for p in out[-1]) + TOUCH * height:
+            out[-1].append(g)
+        else:
+            out.append([g])
+    return out
