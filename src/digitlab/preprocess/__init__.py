@@ -8,12 +8,12 @@ One module per concern:
     bands         bands of inverted polarity (light slabs beside a dark field) flipped back
     ndimage       numpy stand-ins for the scipy.ndimage operations used below
     ink           background and noise removed, strokes masked (`clean_ink`)
-    lines         form lines (ruled and squared paper, boxes, comb fields) removed
+    lines         lines that are no digit strokes: form lines (ruled and squared paper, boxes,
+                  comb fields) removed; a thin line across an MNIST-format image left out of its checks
     segment       pieces of ink -> digits (merge broken digits, split touching ones)
     cuts          candidate cuts through touching digits (the model chooses: `predict.reading`)
     fit           one digit -> MNIST's 20x20-in-28x28 format
-    lines         a thin line across an MNIST-format image, left out of its format checks
-    digits        `find_digit`, `segment_digits`, `normalize_digit`
+    digits        `find_digit`, `segment_digits`, `number_candidates`, `normalize_digit`
 
 Only numpy and Pillow are used, so prediction never has to import anything
 heavier than the inference runtime.
