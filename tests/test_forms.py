@@ -174,3 +174,15 @@ def test_reading_takes_the_cuts_the_model_is_surest_of():
     probs[0, 3], probs[1, 5], probs[2, 3] = 0.6, 0.9, 0.9
     squat = (3, ((0, 2, 0, 1.0, 1.0, 1.0), (0, 1, 1, 0.45, 0.9, 0.15), (1, 2, 2, 0.6, 1.0, 0.25)))
     assert best_reading(squat, probs) == [0]
+
+
+def test_a_wide_single_digit_reads_whole_and_a_touching_pair_still_splits(predictor, mnist):
+    """A 0 stretched to 1.0-1.3 times its height is one digit (the model reads it whole with
+    confidence, or the reading prefers it whole); two touching digits of the same width split."""
+    a = _digit(mnist, 0, 80)
+    for ratio in (1.0, 1.15, 1.3):
+        wide = np.asarray(Image.fromarray(a).resize((round(ratio * HEIGHT), HEIGHT), Image.Resampling.BILINEAR))
+        canvas = np.zeros((HEIGHT + 48, wide.shape[1] + 48), np.float32)
+        canvas[24:24 + HEIGHT, 24:24 + wide.shape[1]] = wide
+        assert predictor.predict_number(_paint(canvas)).text == "0", ratio
+    assert predictor.predict_number(_paint(_row(mnist, "47", nth=81, overlap=0.15))).text == "47"

@@ -197,23 +197,24 @@ def _groups(img: Image.Image) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     return m, labels, groups
 
 
-def number_candidates(img: Any) -> list[Candidates]:
-    """`segment_digits`, and for each group wide enough to hold touching digits the candidate
-    digits between candidate cuts (`cuts.stretches`, boxes in the image's pixels), for the model
-    to choose from. The groups are those of `segment_digits`, their `digit` rendered the same."""
-    img = as_image(img)
-    a = _mnist_format(img)
-    if a is not None:
-        return [Candidates(_ink_box(a), a, 2, (), 1)]
-    found = _groups(img)
-    if found is None:
-        return []
-    m, labels, groups = found
-    out = []
-    for cluster in _clusters(groups):
-        g = cluster[0]
-        for other in cluster[1:]:
-            g = g.join(other)
+@dataclass(frozen=True)
+class NumberGroups:
+    """A number's groups (`number_groups`), each as one digit with no candidate cuts yet; `cut(k)`
+    gives group k with its candidate cuts, so a caller can cut only the groups that need it
+    (the cuts are most of a number's preprocessing time)."""
+
+    groups: tuple[Candidates, ...]
+    ink: InkMap | None = None  # what `cut` needs; None: nothing to cut (an MNIST-format input)
+    labels: np.ndarray | None = None
+    clusters: tuple[tuple[Part, ...], ...] = ()
+
+    def cut(self, k: int) -> Candidates:
+        """Group `k` with the candidate digits between its candidate cuts (`cuts.stretches`,
+        boxes in the image's pixels); a group too narrow for two digits gets none."""
+        if self.ink is None or self.labels is None:
+            return self.groups[k]
+        m, labels, cluster = self.ink, self.labels, self.clusters[k]
+        g = _joined(cluster)
         own = _members(labels[g.y0:g.y1, g.x0:g.x1], g.ids)
         # where components part the cluster's digits, a cut is forced (the components' reading)
         forced = [(a.x1 + b.x0) // 2 - g.x0 for a, b in zip(cluster, cluster[1:])]
@@ -221,8 +222,39 @@ def number_candidates(img: Any) -> list[Candidates]:
         boxed = tuple(replace(st, box=_original_box(Part(g.ids, g.x0 + st.box[0], g.y0 + st.box[1],
                                                          g.x0 + st.box[2], g.y0 + st.box[3], 0), m))
                       for st in found_here)
-        out.append(Candidates(_original_box(g, m), _render(g, labels, m), nodes, boxed, len(cluster)))
-    return out
+        return replace(self.groups[k], nodes=nodes, stretches=boxed)
+
+
+def _joined(cluster: tuple[Part, ...]) -> Part:
+    g = cluster[0]
+    for other in cluster[1:]:
+        g = g.join(other)
+    return g
+
+
+def number_groups(img: Any) -> NumberGroups:
+    """The groups of `segment_digits` (rendered the same; groups whose boxes touch joined, see
+    `_clusters`), candidate cuts to be made on demand (`NumberGroups.cut`)."""
+    img = as_image(img)
+    a = _mnist_format(img)
+    if a is not None:
+        return NumberGroups((Candidates(_ink_box(a), a, 2, (), 1),))
+    found = _groups(img)
+    if found is None:
+        return NumberGroups(())
+    m, labels, groups = found
+    clusters = tuple(tuple(c) for c in _clusters(groups))
+    whole = tuple(Candidates(_original_box(g, m), _render(g, labels, m), 2, (), len(c))
+                  for c in clusters for g in [_joined(c)])
+    return NumberGroups(whole, m, labels, clusters)
+
+
+def number_candidates(img: Any) -> list[Candidates]:
+    """`segment_digits`, and for each group wide enough to hold touching digits the candidate
+    digits between candidate cuts (`cuts.stretches`, boxes in the image's pixels), for the model
+    to choose from. The groups are those of `segment_digits`, their `digit` rendered the same."""
+    found = number_groups(img)
+    return [found.cut(k) for k in range(len(found.groups))]
 
 
 def _clusters(groups: list[Part]) -> list[list[Part]]:
