@@ -177,12 +177,18 @@ def test_reading_takes_the_cuts_the_model_is_surest_of():
 
 
 def test_a_wide_single_digit_reads_whole_and_a_touching_pair_still_splits(predictor, mnist):
-    """A 0 stretched to 1.0-1.3 times its height is one digit (the model reads it whole with
-    confidence, or the reading prefers it whole); two touching digits of the same width split."""
-    a = _digit(mnist, 0, 80)
-    for ratio in (1.0, 1.15, 1.3):
-        wide = np.asarray(Image.fromarray(a).resize((round(ratio * HEIGHT), HEIGHT), Image.Resampling.BILINEAR))
-        canvas = np.zeros((HEIGHT + 48, wide.shape[1] + 48), np.float32)
-        canvas[24:24 + HEIGHT, 24:24 + wide.shape[1]] = wide
-        assert predictor.predict_number(_paint(canvas)).text == "0", ratio
+    """A 0 stretched to 1.15 or 1.3 times its height is one digit (the model reads it whole with
+    confidence: no candidate cuts); two touching digits still split. Measured when written, on
+    training 0s 80-91: at 1.15 all 12 read "0" (10 before the first stage: 86 and 87 read "67"),
+    at 1.3 10 of 12 (9 before)."""
+    def wide(nth: int, ratio: float) -> Image.Image:
+        a = _digit(mnist, 0, nth)
+        w = np.asarray(Image.fromarray(a).resize((round(ratio * HEIGHT), HEIGHT), Image.Resampling.BILINEAR))
+        canvas = np.zeros((HEIGHT + 48, w.shape[1] + 48), np.float32)
+        canvas[24:24 + HEIGHT, 24:24 + w.shape[1]] = w
+        return _paint(canvas)
+
+    reads = {r: [predictor.predict_number(wide(nth, r)).text for nth in range(80, 92)] for r in (1.15, 1.3)}
+    assert reads[1.15] == ["0"] * 12, reads
+    assert reads[1.3].count("0") >= 10, reads
     assert predictor.predict_number(_paint(_row(mnist, "47", nth=81, overlap=0.15))).text == "47"
