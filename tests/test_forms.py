@@ -174,3 +174,21 @@ def test_reading_takes_the_cuts_the_model_is_surest_of():
     probs[0, 3], probs[1, 5], probs[2, 3] = 0.6, 0.9, 0.9
     squat = (3, ((0, 2, 0, 1.0, 1.0, 1.0), (0, 1, 1, 0.45, 0.9, 0.15), (1, 2, 2, 0.6, 1.0, 0.25)))
     assert best_reading(squat, probs) == [0]
+
+
+def test_a_wide_single_digit_reads_whole_and_a_touching_pair_still_splits(predictor, mnist):
+    """A 0 stretched to 1.15 or 1.3 times its height is one digit (the model reads it whole with
+    confidence: no candidate cuts); two touching digits still split. Measured when written, on
+    training 0s 80-91: at 1.15 all 12 read "0" (10 before the first stage: 86 and 87 read "67"),
+    at 1.3 10 of 12 (9 before)."""
+    def wide(nth: int, ratio: float) -> Image.Image:
+        a = _digit(mnist, 0, nth)
+        w = np.asarray(Image.fromarray(a).resize((round(ratio * HEIGHT), HEIGHT), Image.Resampling.BILINEAR))
+        canvas = np.zeros((HEIGHT + 48, w.shape[1] + 48), np.float32)
+        canvas[24:24 + HEIGHT, 24:24 + w.shape[1]] = w
+        return _paint(canvas)
+
+    reads = {r: [predictor.predict_number(wide(nth, r)).text for nth in range(80, 92)] for r in (1.15, 1.3)}
+    assert reads[1.15] == ["0"] * 12, reads
+    assert reads[1.3].count("0") >= 10, reads
+    assert predictor.predict_number(_paint(_row(mnist, "47", nth=81, overlap=0.15))).text == "47"

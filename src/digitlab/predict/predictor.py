@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from ..files.layout import METRICS_FILE
 from ..models.ood import near_empty, not_digit_score
 from ..runs.artifacts import model_id, pretrained_dir, resolve_model
 from .neighbours import LazyIndex
-from .reading import Lattice, chosen
+from .reading import Lattice, chosen, whole
 from .results import DigitPrediction, NumberPrediction, Outcome, no_digit, number_of
 
 DEFAULT_THRESHOLD = 0.6  # for models without a calibrated threshold of their own (config.uncertain_below)
@@ -67,6 +67,9 @@ class _Prepared:
     # number mode with touching digits: `inputs` holds every candidate digit, and the model's
     # probabilities choose which are the number's (`reading.chosen`); None: every input is a digit
     reading: tuple[Lattice, ...] | None = None
+    # number mode before the model: the groups (`inputs`, one each) whose candidate cuts are yet to
+    # be made (`preprocess.NumberGroups`); `finish` cuts only those the model is unsure of whole
+    cuts: Any = None
 
 
 class Predictor:
@@ -189,10 +192,14 @@ class Predictor:
 
     def finish(self, prepared: Sequence[_Prepared], probs: np.ndarray | None = None
                ) -> list[DigitPrediction | NumberPrediction]:
-        """Run the model once on all digits of `prepared` and build the answers."""
+        """Run the model on all digits of `prepared` (once, and once more on the candidate cuts of
+        the numbers' groups it is unsure of) and build the answers."""
         inputs = [a for p in prepared for a in p.inputs]
         if probs is None:
             probs = self.probabilities(np.stack(inputs)) if inputs else np.zeros((0, len(self.classes)), np.float32)
+        if any(p.cuts is not None for p in prepared):
+            prepared, probs = self._cut(prepared, probs)
+            inputs = [a for p in prepared for a in p.inputs]
         stacked = np.stack(inputs) if inputs else np.zeros((0, 28, 28), np.uint8)
         empty = near_empty(stacked).tolist()  # in MNIST's pixels, whatever scale the model takes
         scores = not_digit_score(probs).tolist() if len(probs) else []
@@ -210,6 +217,32 @@ class Predictor:
             else:
                 results.append(digits[0] if digits else no_digit(p.source))
         return results
+
+    def _cut(self, prepared: Sequence[_Prepared], probs: np.ndarray) -> tuple[list[_Prepared], np.ndarray]:
+        """The second stage of number mode: the groups the model did not read whole with confidence
+        get their candidate cuts, all images' in one model pass; -> (prepared with the candidates
+        and lattices, probabilities of all their inputs)."""
+        out: list[_Prepared] = []
+        rows: list[int] = []  # each input's row: of `probs` (< len(probs)), or of the new pass
+        extra: list[np.ndarray] = []
+        i = 0
+        for p in prepared:
+            n = len(p.inputs)
+            if p.cuts is None:
+                out.append(p)
+                rows.extend(range(i, i + n))
+            else:
+                groups = [g if whole(g.box, probs[i + k]) else p.cuts.cut(k) for k, g in enumerate(p.cuts.groups)]
+                boxes, inputs, reading = _candidates(groups)
+                for k, g in enumerate(groups):  # the order of `_candidates`: a group whole, then its stretches
+                    rows.append(i + k)
+                    for st in g.stretches:
+                        rows.append(len(probs) + len(extra))
+                        extra.append(st.digit)
+                out.append(replace(p, boxes=boxes, inputs=inputs, reading=reading, cuts=None))
+            i += n
+        more = self.probabilities(np.stack(extra)) if extra else np.zeros((0, probs.shape[1]), np.float32)
+        return out, np.concatenate([probs, more])[np.asarray(rows, np.int64)]
 
     # ----------------------------------------------------------------- the API
 
@@ -303,16 +336,18 @@ def prepare_image(image: Any, *, mode: str = "digit", source: str | None = None,
         found = pp.find_digit(img)
         boxes, inputs = ((), ()) if found is None else ((found[0],), (found[1],))
         number = auto = False
-        reading = None
+        reading = cuts = None
     else:
-        groups = pp.number_candidates(img)
+        found = pp.number_groups(img)
+        groups = found.groups
         # In auto mode one group holds all the ink (what find_digit would give): a single digit.
         number = mode == "number" or sum(g.groups for g in groups) >= 2
         auto = number and mode == "auto"
-        boxes, inputs, reading = _candidates(groups) if number else ((), (), None)
-        if not number:
-            boxes, inputs = tuple(g.box for g in groups), tuple(g.digit for g in groups)
-    return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale, reading)
+        boxes, inputs = tuple(g.box for g in groups), tuple(g.digit for g in groups)
+        # a number's cuts wait for the model's reading of its whole groups (`Predictor.finish`)
+        cuts = found if number and groups else None
+        reading = None
+    return _Prepared(source, number, auto, boxes, inputs, kept, kept_scale, reading, cuts)
 
 
 def _candidates(groups: Sequence[Any]) -> tuple[tuple, tuple, tuple[Lattice, ...] | None]:

@@ -51,8 +51,12 @@ def _ink_box(a: np.ndarray) -> Box:
 
 
 def _original_box(p: Part, m: InkMap) -> Box:
-    w, h = m.size
-    s = m.scale
+    return _box_in(p, m.scale, m.size)
+
+
+def _box_in(p: Part, s: float, size: tuple[int, int]) -> Box:
+    """`p`'s box (working pixels, `s` a pixel of the original) in the original image's pixels."""
+    w, h = size
     return (max(0, int(np.floor(p.x0 / s))), max(0, int(np.floor(p.y0 / s))),
             min(w, int(np.ceil(p.x1 / s))), min(h, int(np.ceil(p.y1 / s))))
 
@@ -197,32 +201,69 @@ def _groups(img: Image.Image) -> tuple[InkMap, np.ndarray, list[Part]] | None:
     return m, labels, groups
 
 
+@dataclass(frozen=True)
+class NumberGroups:
+    """A number's groups (`number_groups`), each as one digit with no candidate cuts yet; `cut(k)`
+    gives group k with its candidate cuts, so a caller can cut only the groups that need it
+    (the cuts are most of a number's preprocessing time)."""
+
+    groups: tuple[Candidates, ...]
+    # what `cut` needs, per group: its own ink and stroke mask (crops, not the image's whole ink map
+    # and labels: a prepared image waits for the model with only these) and the forced cuts; empty
+    # for an MNIST-format input (nothing to cut)
+    crops: tuple[tuple[Part, np.ndarray, np.ndarray, tuple[int, ...]], ...] = ()
+    scale: float = 1.0  # the ink map's working pixels per original pixel (`InkMap.scale`)
+    size: tuple[int, int] = (0, 0)  # the original image's (width, height)
+
+    def cut(self, k: int) -> Candidates:
+        """Group `k` with the candidate digits between its candidate cuts (`cuts.stretches`,
+        boxes in the image's pixels); a group too narrow for two digits gets none."""
+        if not self.crops:
+            return self.groups[k]
+        g, ink, own, forced = self.crops[k]
+        nodes, found_here = stretches(ink, own, list(forced))
+        boxed = tuple(replace(st, box=_box_in(Part(g.ids, g.x0 + st.box[0], g.y0 + st.box[1],
+                                                  g.x0 + st.box[2], g.y0 + st.box[3], 0), self.scale, self.size))
+                      for st in found_here)
+        return replace(self.groups[k], nodes=nodes, stretches=boxed)
+
+
+def _joined(cluster: tuple[Part, ...]) -> Part:
+    g = cluster[0]
+    for other in cluster[1:]:
+        g = g.join(other)
+    return g
+
+
+def number_groups(img: Any) -> NumberGroups:
+    """The groups of `segment_digits` (rendered the same; groups whose boxes touch joined, see
+    `_clusters`), candidate cuts to be made on demand (`NumberGroups.cut`)."""
+    img = as_image(img)
+    a = _mnist_format(img)
+    if a is not None:
+        return NumberGroups((Candidates(_ink_box(a), a, 2, (), 1),))
+    found = _groups(img)
+    if found is None:
+        return NumberGroups(())
+    m, labels, groups = found
+    clusters = _clusters(groups)
+    whole, crops = [], []
+    for c in clusters:
+        g = _joined(tuple(c))
+        whole.append(Candidates(_original_box(g, m), _render(g, labels, m), 2, (), len(c)))
+        own = _members(labels[g.y0:g.y1, g.x0:g.x1], g.ids)
+        # where components part the cluster's digits, a cut is forced (the components' reading)
+        forced = tuple((a.x1 + b.x0) // 2 - g.x0 for a, b in zip(c, c[1:]))
+        crops.append((g, m.ink[g.y0:g.y1, g.x0:g.x1] * dilate3(own), own, forced))
+    return NumberGroups(tuple(whole), tuple(crops), m.scale, m.size)
+
+
 def number_candidates(img: Any) -> list[Candidates]:
     """`segment_digits`, and for each group wide enough to hold touching digits the candidate
     digits between candidate cuts (`cuts.stretches`, boxes in the image's pixels), for the model
     to choose from. The groups are those of `segment_digits`, their `digit` rendered the same."""
-    img = as_image(img)
-    a = _mnist_format(img)
-    if a is not None:
-        return [Candidates(_ink_box(a), a, 2, (), 1)]
-    found = _groups(img)
-    if found is None:
-        return []
-    m, labels, groups = found
-    out = []
-    for cluster in _clusters(groups):
-        g = cluster[0]
-        for other in cluster[1:]:
-            g = g.join(other)
-        own = _members(labels[g.y0:g.y1, g.x0:g.x1], g.ids)
-        # where components part the cluster's digits, a cut is forced (the components' reading)
-        forced = [(a.x1 + b.x0) // 2 - g.x0 for a, b in zip(cluster, cluster[1:])]
-        nodes, found_here = stretches(m.ink[g.y0:g.y1, g.x0:g.x1] * dilate3(own), own, forced)
-        boxed = tuple(replace(st, box=_original_box(Part(g.ids, g.x0 + st.box[0], g.y0 + st.box[1],
-                                                         g.x0 + st.box[2], g.y0 + st.box[3], 0), m))
-                      for st in found_here)
-        out.append(Candidates(_original_box(g, m), _render(g, labels, m), nodes, boxed, len(cluster)))
-    return out
+    found = number_groups(img)
+    return [found.cut(k) for k in range(len(found.groups))]
 
 
 def _clusters(groups: list[Part]) -> list[list[Part]]:
