@@ -1,4 +1,4 @@
-"""Touching digits read by the model: of the candidate cuts `preprocess.number_candidates`
+"""Touching digits read by the model: of the candidate cuts `preprocess.number_groups`
 proposes, the ones whose digits the model is surest of.
 
 Each group of a number is a chain of cuts (its left and right edges included); a reading is a

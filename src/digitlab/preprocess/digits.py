@@ -5,8 +5,8 @@
     find_digit            one digit: ink cropped, fitted, centred -> uint8 (28, 28)
     segment_digits        several digits: connected components, merged, split,
                           ordered left to right -> [(box, uint8 (28, 28)), ...]
-    number_candidates     the same groups, plus candidate cuts through touching digits
-                          (the model chooses among them: `predict.reading`)
+    number_groups         the same groups, each cut on demand at candidate cuts through
+                          touching digits (the model chooses among them: `predict.reading`)
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ TOUCH = 0.05  # groups closer than this share of the digits' height may share a 
 
 @dataclass(frozen=True)
 class Candidates:
-    """One group of a number (`number_candidates`): the whole group as one digit, and the
+    """One group of a number (`number_groups`): the whole group as one digit, and the
     candidate digits between its `nodes` cuts (edges included) when it may hold several."""
 
     box: Box
@@ -136,8 +136,9 @@ def _mnist_format(img: Any) -> np.ndarray | None:
     a = np.array(img, dtype=np.uint8)
     if is_mnist_like(a):
         return a
-    unbanded = undo_inverted_bands(a.astype(np.float32) / np.float32(255.0))
-    if unbanded is a or not np.any(unbanded != a / np.float32(255.0)):
+    grey = a.astype(np.float32) / np.float32(255.0)
+    unbanded = undo_inverted_bands(grey)
+    if unbanded is grey:  # no bands to flip
         return None
     b = np.round(unbanded * 255.0).astype(np.uint8)
     return b if is_mnist_like(b) else None
@@ -157,9 +158,7 @@ def find_digit(img: Any) -> tuple[Box, np.ndarray] | None:
     if found is None:
         return None
     m, labels, parts = found
-    whole = parts[0]
-    for p in parts[1:]:
-        whole = whole.join(p)
+    whole = _joined(tuple(parts))
     return _original_box(whole, m), _render(whole, labels, m)
 
 
@@ -256,14 +255,6 @@ def number_groups(img: Any) -> NumberGroups:
         forced = tuple((a.x1 + b.x0) // 2 - g.x0 for a, b in zip(c, c[1:]))
         crops.append((g, m.ink[g.y0:g.y1, g.x0:g.x1] * dilate3(own), own, forced))
     return NumberGroups(tuple(whole), tuple(crops), m.scale, m.size)
-
-
-def number_candidates(img: Any) -> list[Candidates]:
-    """`segment_digits`, and for each group wide enough to hold touching digits the candidate
-    digits between candidate cuts (`cuts.stretches`, boxes in the image's pixels), for the model
-    to choose from. The groups are those of `segment_digits`, their `digit` rendered the same."""
-    found = number_groups(img)
-    return [found.cut(k) for k in range(len(found.groups))]
 
 
 def _clusters(groups: list[Part]) -> list[list[Part]]:
