@@ -190,9 +190,10 @@ def _boxes(alphas, height, paper_c, ink_c, rng) -> np.ndarray:
 
 
 def generate(kind: str, n: int, indices: Sequence[int] | range = DEV[0], seed: int = DEV[1],
-             pool: str = "test") -> list[tuple[Image.Image, str]]:
+             pool: str = "test", *, with_digits: bool = False) -> list[tuple]:
     """`n` images of `kind` and the strings written in them, from MNIST digits at `indices` of
-    the test set (`pool` "train": of the training set, a third set for checking a choice)."""
+    the test set (`pool` "train": of the training set, a third set for checking a choice).
+    `with_digits`: each item also carries the digits' own 28x28 MNIST arrays, (k, 28, 28)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)} (got {kind!r})")
     x, y = _mnist(pool)
@@ -201,7 +202,8 @@ def generate(kind: str, n: int, indices: Sequence[int] | range = DEV[0], seed: i
     out = []
     for _ in range(n):
         digits, text = _picks(rng, x, y, pool, int(rng.integers(2, 7)))
-        out.append((_finish(_written(kind, digits, rng), rng), text))
+        image = _finish(_written(kind, digits, rng), rng)
+        out.append((image, text, np.stack(digits)) if with_digits else (image, text))
     return out
 
 

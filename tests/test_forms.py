@@ -192,3 +192,27 @@ def test_a_wide_single_digit_reads_whole_and_a_touching_pair_still_splits(predic
     assert reads[1.15] == ["0"] * 12, reads
     assert reads[1.3].count("0") >= 10, reads
     assert predictor.predict_number(_paint(_row(mnist, "47", nth=81, overlap=0.15))).text == "47"
+
+
+def test_a_comb_baseline_broken_by_noise_is_still_a_line(mnist):
+    img = np.asarray(_boxes(mnist, "29", nth=40, comb=True, empty=1)).copy()
+    rows = np.flatnonzero((img.mean(axis=2) < 150).sum(axis=1) > 0.6 * img.shape[1])
+    img[rows[0]:rows[-1] + 1, 10::9] = 245  # a pale, broken baseline: a pixel of paper every 9 columns
+    m = clean_ink(Image.fromarray(img))
+    line = find_lines(m.ink > m.faint)
+    assert line[int(rows[0] * m.scale):int((rows[-1] + 1) * m.scale) + 1].sum() > 0.5 * line.shape[1]
+
+
+def test_a_stroke_across_a_line_is_no_comb_tick(mnist):
+    from digitlab.preprocess.lines import _ticks
+
+    # a thin upright stroke through a line, and a page height taken for the digits' (faint
+    # verticals of squared paper left in): short next to it, but ink on both sides of the line
+    rest = np.zeros((120, 100), bool)
+    horiz = np.zeros_like(rest)
+    horiz[60:62, :] = True
+    rest[45:60, 47:56] = rest[62:80, 47:56] = True  # above and below, joined where it crosses
+    rest[60:62, 50:53] = True
+    rest[45:60, 20:23] = True  # a comb's tick: standing on the line
+    ticks = _ticks(rest, horiz & ~rest, height=120)
+    assert ticks[50, 21] and not ticks[50, 51] and not ticks[70, 51]

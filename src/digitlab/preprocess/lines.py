@@ -35,10 +35,29 @@ LINE_SHARE = 0.4  # a horizontal line runs across at least this share of the ima
 LINE_DIGITS = 1.3  # ... and at least this many digit heights: a 7's bar or two touching 2s are shorter
 FULL_HEIGHT = 0.85  # a vertical line of squared paper runs over (almost) the whole image's height
 TICK_HEIGHT = 0.6  # a comb's tick is shorter than a digit (~1/3 of the cell), and thin: a quarter of it wide at most
+GAP = 2  # pixels missing from a line in a row (JPEG, noise) that still leave it one line
 MAX_THICK = 0.2  # a line is at most this share of a digit's height thick (a digit's stroke crossing is thinner)
 
 
 def _long_runs(a: np.ndarray, length: float) -> np.ndarray:
+    """Pixels of `a` on horizontal lines at least `length` long: runs of `a` with gaps of up to
+    GAP pixels bridged, as a thin pale line photographed is no unbroken row of pixels (JPEG and
+    noise break it). (Taking a row and the next together as well, for lines that slope a row,
+    merged 7s' bars with the ruling on a check set: the bars went with the lines.)"""
+    return _runs(_bridge(a), length) & a
+
+
+def _bridge(a: np.ndarray) -> np.ndarray:
+    """`a` with horizontal gaps of up to GAP pixels between two inked pixels filled."""
+    out = a.copy()
+    for k in range(2, GAP + 2):
+        both = a[:, :-k] & a[:, k:]
+        for j in range(1, k):
+            out[:, j:j + both.shape[1]] |= both
+    return out
+
+
+def _runs(a: np.ndarray, length: float) -> np.ndarray:
     """Pixels of `a` in horizontal runs at least `length` long."""
     h, w = a.shape
     p = np.zeros((h, w + 2), np.int8)
@@ -142,7 +161,9 @@ def _box_sides(ink: np.ndarray, rows: list[tuple[int, int]], height: float) -> n
 
 
 def _ticks(rest: np.ndarray, horiz: np.ndarray, height: float) -> np.ndarray:
-    """A comb's ticks: short thin pieces standing on (or hanging from) a removed line."""
+    """A comb's ticks: short thin pieces standing on (or hanging from) a removed line, on one side
+    of it: a stroke that reaches across the line (a thin 8 or a 1 on squared paper whose faint
+    verticals were not found, which makes `height` the page's) is a digit's."""
     labels, count, stats = label_runs(rest)
     out = np.zeros_like(rest)
     if count == 0 or stats is None or not horiz.any():
@@ -155,6 +176,11 @@ def _ticks(rest: np.ndarray, horiz: np.ndarray, height: float) -> np.ndarray:
     for i in touching[touching > 0].tolist():
         ph, pw = y1[i] - y0[i], x1[i] - x0[i]
         if ph < TICK_HEIGHT * height and pw <= 0.25 * height:
+            # the line's rows where the piece meets it (its columns, a row beyond its ends)
+            a, b = max(0, y0[i] - 1), y1[i] + 1
+            rows = a + np.flatnonzero(horiz[a:b, x0[i]:x1[i]].any(axis=1))
+            if rows.size and not (y1[i] <= rows.min() + 1 or y0[i] >= rows.max()):
+                continue  # it has ink on both sides of the line
             out |= labels == i
     return out
 
