@@ -12,10 +12,11 @@ from digitlab.errors import ConfigError
 def test_recipe_fields_are_off_by_default_and_checked():
     for preset in ("seed", "fast", "strong", "ensemble"):
         c = make_config(preset)
-        assert c.outlier_exposure == 0 and c.rendered_digits == 0 and c.corruptions == 0
+        assert c.outlier_exposure == 0 and c.rendered_digits == 0 and c.corruptions == 0 and c.touching_pairs == 0
         assert c.temperature is None and c.uncertain_below is None and c.not_digit_above is None
     for bad in ({"outlier_exposure": -1.0}, {"corruptions": 1.0}, {"rendered_digits": -5}, {"temperature": 0.0},
-                {"uncertain_below": 1.5}, {"not_digit_above": -0.1}, {"outlier_images": 10}):
+                {"uncertain_below": 1.5}, {"not_digit_above": -0.1}, {"outlier_images": 10},
+                {"touching_pairs": -1}):
         with pytest.raises(ConfigError):
             Config(**bad)
 
@@ -71,3 +72,33 @@ def test_rendered_digits_are_read_back_like_users_files(mnist):
     own = np.abs(a - b).mean(axis=(1, 2))
     other = np.abs(a[:, None] - b[None]).mean(axis=(2, 3)).mean(axis=1)
     assert (own < other).mean() > 0.9
+
+
+def _ink_aspects(inputs: np.ndarray) -> np.ndarray:
+    out = []
+    for a in inputs:
+        ys, xs = np.nonzero(a > 60)
+        out.append((np.ptp(xs) + 1) / (np.ptp(ys) + 1))
+    return np.asarray(out)
+
+
+def test_touching_pairs_give_the_candidates_number_mode_reads(mnist):
+    from digitlab.models.ood import touching_pairs
+    from digitlab.predict.predictor import Predictor
+    from digitlab.preprocess import find_digit
+
+    x, y = mnist.x_train[:300], mnist.y_train[:300]
+    p = touching_pairs(x, y, 40, seed=0)
+    assert 36 <= len(p.whole) <= 40 and len(p.cut) == len(p.labels) >= 30 and len(p.fragments) >= 30
+    for a in (p.whole, p.fragments, p.cut):
+        assert a.dtype == np.uint8 and a.shape[1:] == (28, 28)
+    again = touching_pairs(x, y, 40, seed=0, workers=2)  # seeded, and the same on any number of processes
+    for f in ("whole", "fragments", "cut", "labels"):
+        np.testing.assert_array_equal(getattr(again, f), getattr(p, f))
+    assert not np.array_equal(touching_pairs(x, y, 40, seed=1).whole[:10], p.whole[:10])
+    # a pair whole is two digits side by side: as wide as high or wider, where single digits are narrow
+    singles = np.stack([find_digit(np.kron(a, np.ones((2, 2), np.uint8)))[1] for a in x[:40]])
+    assert np.median(_ink_aspects(p.whole)) > 1.2 and np.median(_ink_aspects(singles)) < 0.9
+    # the cut pieces carry their digit's label: a model that never saw a cut piece mostly agrees
+    probs = Predictor.load(runtime="onnx").probabilities(p.cut)
+    assert (probs.argmax(axis=1) == p.labels).mean() > 0.85

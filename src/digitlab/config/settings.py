@@ -104,6 +104,14 @@ class Config:
     # How many non-digit images outlier exposure draws (about 10 ms each to draw and preprocess);
     # used only when outlier_exposure > 0.
     outlier_images: int = 20_000
+    # Pairs of training digits written touching and read back as `predict --number` reads them
+    # (`ood.touching_pairs`): each pair whole and a fragment of its candidate cuts join outlier
+    # exposure's non-digits, the cut piece that is one of its digits joins the training digits. The
+    # reading can only choose among the model's answers: taught that two digits or a third of one
+    # are no digit, and that a digit with a neighbour's stroke end in it is still that digit, it
+    # cuts touching numbers where they part. 0 = off; used only when outlier_exposure > 0 (about
+    # 100 ms a pair, on all cores).
+    touching_pairs: int = 0
     # Training digits also drawn as users' files (the non-digits' renderings: paper, canvas, photo)
     # and read back through the prediction preprocessing, added to the training set: the model then
     # learns digits as preprocessing delivers them (cropped, thinned, resampled), not only MNIST's
@@ -219,6 +227,8 @@ class Config:
              f"outlier exposure must be a number in [0, 10] (got {self.outlier_exposure!r})")
         need(100 <= self.outlier_images <= 1_000_000,
              f"outlier images must be an integer between 100 and 1,000,000 (got {self.outlier_images!r})")
+        need(0 <= self.touching_pairs <= 1_000_000,
+             f"touching pairs must be an integer between 0 and 1,000,000 (got {self.touching_pairs!r})")
         need(0 <= self.rendered_digits <= 1_000_000,
              f"rendered digits must be an integer between 0 and 1,000,000 (got {self.rendered_digits!r})")
         need(self.temperature is None or 0.0 < self.temperature <= 100.0,

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -207,3 +208,116 @@ def rendered_digits(digits: Any, n: int, seed: int = 0, *, with_index: bool = Fa
             kept.append(int(i))
     inputs = np.stack(out) if out else np.zeros((0, 28, 28), np.uint8)
     return (inputs, np.asarray(kept, np.int64)) if with_index else inputs
+
+
+# Touching pairs (`touching_pairs`): the overlap of two neighbouring digits, as a share of the narrower one's
+# width. Under 5% they barely touch and preprocessing's candidate cuts part them at the dip anyway; over
+# 35% the two merge into one shape a person could read as a single (thick or odd) digit, which must not
+# be taught as "not a digit".
+PAIR_OVERLAP = (0.05, 0.35)
+PIECE_OF = 0.6  # a candidate piece covering at least this share (IoU of columns) of one digit is that digit ...
+FRAGMENT = 0.45  # ... and one covering less than this of either is a fragment, no digit (between: neither)
+
+
+@dataclass(frozen=True)
+class TouchingPairs:
+    """What `touching_pairs` draws, all uint8 (k, 28, 28) model input as `predict --number` renders it."""
+
+    whole: np.ndarray  # each pair read as one group: two digits, no digit
+    fragments: np.ndarray  # a candidate piece of a pair that is less than either digit
+    cut: np.ndarray  # the candidate piece that is one digit of its pair (a neighbour's stroke ends in it) ...
+    labels: np.ndarray  # ... and that digit's label, (k,)
+
+
+def _ink_crop(a: np.ndarray) -> np.ndarray:
+    ys, xs = np.nonzero(a > 30)
+    return a[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+
+
+def _columns_iou(a0: int, a1: int, b0: int, b1: int) -> float:
+    inter = max(0, min(a1, b1) - max(a0, b0))
+    return inter / max(1, max(a1, b1) - min(a0, b0))
+
+
+def _written_pair(pair: list[np.ndarray], r: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Two ink crops written side by side, touching: the float ink map and each digit's columns."""
+    from PIL import Image
+
+    height = int(r.integers(32, 97))  # from a small scan to a phone photo's digit
+    inks = []
+    for crop in pair:
+        h = max(8, round(height * r.uniform(0.9, 1.05)))
+        w = max(2, round(crop.shape[1] * h / crop.shape[0] * r.uniform(0.9, 1.1)))
+        inks.append(np.asarray(Image.fromarray(crop).resize((w, h), Image.Resampling.BICUBIC), np.float32) / 255)
+    a, b = inks
+    overlap = round(r.uniform(*PAIR_OVERLAP) * min(a.shape[1], b.shape[1]))
+    margin = height // 3
+    dy = int(r.integers(-height // 12, height // 12 + 1))
+    canvas = np.zeros((max(a.shape[0], b.shape[0] + abs(dy)) + 2 * margin,
+                       a.shape[1] + b.shape[1] - overlap + 2 * margin), np.float32)
+    yb, xb = margin + max(0, dy), margin + a.shape[1] - overlap
+    canvas[margin:margin + a.shape[0], margin:margin + a.shape[1]] = a
+    region = canvas[yb:yb + b.shape[0], xb:xb + b.shape[1]]
+    np.maximum(region, b[:region.shape[0], :region.shape[1]], out=region)  # one pen: ink does not add up
+    return np.clip(canvas, 0.0, 1.0), [(margin, margin + a.shape[1]), (xb, xb + b.shape[1])]
+
+
+def touching_pairs(digits: Any, labels: Any, n: int, seed: int = 0, *, workers: int = 1) -> TouchingPairs:
+    """`n` pairs of `digits` (uint8 MNIST format, with their `labels`) written touching, rendered
+    like `rendered_digits` and read back the way `predict --number` reads them: one group of ink,
+    then its candidate cuts (`number_groups`, `NumberGroups.cut`).
+
+    A model that has only seen single digits reads "13" whole as a confident 3, the left third of
+    a 0 as a 1, and a digit with a stroke end of its neighbour in it as something else; the
+    reading (`predict.reading`) can only pick among what the model says. So the recognizer is
+    trained on the candidates themselves, as in LeCun et al. 1998's segmentation graphs: each
+    pair whole and one fragment of it as no digit (outlier exposure), and the piece that is one
+    of its digits as that digit. Per pair at most one of each; k <= n of each (a pair whose
+    digits do not touch once rendered gives none). About 100 ms a pair (the candidates are most
+    of it): `workers` processes share them, with the same result for any number of workers."""
+    x, y = np.asarray(digits, np.uint8), np.asarray(labels)
+    if workers <= 1 or n < 2 * workers:
+        return _pairs(x, y, range(n), seed)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    bounds = np.linspace(0, n, workers + 1).astype(int)
+    # spawn, not fork: the parent may hold TensorFlow's threads, which a forked child inherits broken
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        parts = list(pool.map(_pairs, [x] * workers, [y] * workers,
+                              [range(a, b) for a, b in zip(bounds, bounds[1:])], [seed] * workers))
+    return TouchingPairs(*(np.concatenate([getattr(p, f) for p in parts])
+                           for f in ("whole", "fragments", "cut", "labels")))
+
+
+def _pairs(x: np.ndarray, y: np.ndarray, ks: range, seed: int) -> TouchingPairs:
+    """`touching_pairs` for pairs number `ks` (each seeded by its number alone)."""
+    from ..data.nondigits import render
+    from ..preprocess import number_groups
+
+    whole, fragments, cut, cut_labels = [], [], [], []
+    for k in ks:
+        r = np.random.default_rng([seed, 10, k])
+        pick = r.choice(len(x), size=2, replace=False)
+        ink, spans = _written_pair([_ink_crop(x[i]) for i in pick], r)
+        found = number_groups(render(ink, r))
+        if len(found.groups) != 1:
+            continue  # not one group: the components part them, nothing to learn here
+        whole.append(found.groups[0].digit)
+        pieces = found.cut(0).stretches
+        ious = np.asarray([[_columns_iou(st.box[0], st.box[2], a0, a1) for a0, a1 in spans] for st in pieces])
+        if not len(pieces):
+            continue
+        small = np.flatnonzero(ious.max(axis=1) < FRAGMENT)
+        if small.size:
+            fragments.append(pieces[int(r.choice(small))].digit)
+        side = int(r.integers(2))  # one of the two digits, its best-matching piece
+        best = int(np.argmax(ious[:, side]))
+        if ious[best, side] >= PIECE_OF and ious[best, 1 - side] < FRAGMENT:
+            cut.append(pieces[best].digit)
+            cut_labels.append(int(y[pick[side]]))
+
+    def stack(a: list[np.ndarray]) -> np.ndarray:
+        return np.stack(a) if a else np.zeros((0, 28, 28), np.uint8)
+
+    return TouchingPairs(stack(whole), stack(fragments), stack(cut), np.asarray(cut_labels, np.int64))
