@@ -55,7 +55,6 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python benchmarks/bench_runtimes.py --write
 	$(BIN)/python benchmarks/bench_server.py --write
 	$(BIN)/python benchmarks/bench_preprocess.py --write
-	$(BIN)/python benchmarks/bench_corruptions.py --montage docs/corruptions.png --write
 	$(BIN)/python benchmarks/bench_mnist_c.py --montage docs/mnist_c.png --write
 	$(BIN)/python benchmarks/bench_nondigits.py --montage docs/nondigits.png --write
 	$(BIN)/python benchmarks/bench_calibration.py --figures docs --write
