@@ -16,7 +16,7 @@ def test_recipe_fields_are_off_by_default_and_checked():
         assert c.temperature is None and c.uncertain_below is None and c.not_digit_above is None
     for bad in ({"outlier_exposure": -1.0}, {"corruptions": 1.0}, {"rendered_digits": -5}, {"temperature": 0.0},
                 {"uncertain_below": 1.5}, {"not_digit_above": -0.1}, {"outlier_images": 10},
-                {"touching_pairs": -1}):
+                {"touching_pairs": -1}, {"touching_pairs": 10}):
         with pytest.raises(ConfigError):
             Config(**bad)
 

@@ -109,8 +109,8 @@ class Config:
     # exposure's non-digits, the cut piece that is one of its digits joins the training digits. The
     # reading can only choose among the model's answers: taught that two digits or a third of one
     # are no digit, and that a digit with a neighbour's stroke end in it is still that digit, it
-    # cuts touching numbers where they part. 0 = off; used only when outlier_exposure > 0 (about
-    # 100 ms a pair, on all cores).
+    # cuts touching numbers where they part. 0 = off; needs outlier_exposure > 0 (about 100 ms a
+    # pair, on all cores).
     touching_pairs: int = 0
     # Training digits also drawn as users' files (the non-digits' renderings: paper, canvas, photo)
     # and read back through the prediction preprocessing, added to the training set: the model then
@@ -229,6 +229,8 @@ class Config:
              f"outlier images must be an integer between 100 and 1,000,000 (got {self.outlier_images!r})")
         need(0 <= self.touching_pairs <= 1_000_000,
              f"touching pairs must be an integer between 0 and 1,000,000 (got {self.touching_pairs!r})")
+        need(self.touching_pairs == 0 or self.outlier_exposure > 0,
+             "touching pairs need outlier exposure (e.g. --set outlier_exposure=0.5): a pair whole is taught as no digit")
         need(0 <= self.rendered_digits <= 1_000_000,
              f"rendered digits must be an integer between 0 and 1,000,000 (got {self.rendered_digits!r})")
         need(self.temperature is None or 0.0 < self.temperature <= 100.0,
