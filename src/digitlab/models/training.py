@@ -10,7 +10,6 @@ the step time.
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from ..preprocess import to_model_input
 from . import backend
 from .architectures import average_model, build_model, compile_for_inference, compile_for_training, float32_copy
 from .devices import data_parallel
+from .recipe import outlier_exposure, training_digits
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
@@ -257,11 +257,7 @@ def _train_one(config: Config, splits: Splits, run_dir: str | Path, *, progress:
                log_prefix: str, initial: keras.Model | None) -> TrainResult:
     run_dir = Path(run_dir)
     backend.set_seed(config.seed)
-    x_train, y_train = _with_rendered_digits(config, splits, log)
-    pairs = _touching_pairs(config, splits, log)
-    if pairs is not None:  # the pieces that are one digit of a pair are that digit
-        x_train = np.concatenate([x_train, to_model_input(pairs.cut, scale=config.scale)])
-        y_train = np.concatenate([y_train, pairs.labels.astype(y_train.dtype)])
+    x_train, y_train, pairs = training_digits(config, splits, log)
     steps = math.ceil(len(x_train) / config.batch_size)
     batch, index_batches = config.batch_size, None
     if splits.x_replay is not None:  # fine-tuning: MNIST in every batch (`finetune`)
@@ -277,7 +273,7 @@ def _train_one(config: Config, splits: Splits, run_dir: str | Path, *, progress:
         model = compile_for_training(initial if initial is not None else load_init(config)[0], config, steps)
     else:
         model = build_model(config, steps_per_epoch=steps)
-    outliers = _outlier_exposure(config, model, log, pairs)
+    outliers = outlier_exposure(config, model, log, pairs)
     one_hot = config.label_smoothing > 0 or outliers is not None
     train_ds = _train_stream(x_train, y_train, batch, config.seed, index_batches=index_batches,
                              classes=len(config.classes), shift=config.shift,
@@ -334,59 +330,6 @@ def _train_one(config: Config, splits: Splits, run_dir: str | Path, *, progress:
         best_epoch=state.get("best_epoch"),
         files=files,
     )
-
-
-def _with_rendered_digits(config: Config, splits: Splits, log: Callable[[str], None] | None
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """The training set, plus `config.rendered_digits` of its digits as preprocessing reads them
-    back from users' files (`ood.rendered_digits`), when asked for."""
-    if config.rendered_digits <= 0:
-        return splits.x_train, splits.y_train
-    from .ood import rendered_digits
-
-    if log is not None:  # (at most one per training image: a fine-tuning run has few)
-        n = min(config.rendered_digits, len(splits.x_train))
-        log(f"drawing {n:,} training digits as image files and reading them back")
-    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
-    extra, index = rendered_digits(pixels, config.rendered_digits, seed=config.seed, with_index=True)
-    return (np.concatenate([splits.x_train, to_model_input(extra, scale=config.scale)]),
-            np.concatenate([splits.y_train, splits.y_train[index]]))
-
-
-def _touching_pairs(config: Config, splits: Splits, log: Callable[[str], None] | None) -> Any:
-    """`config.touching_pairs` pairs of training digits written touching (`ood.touching_pairs`),
-    when asked for and outlier exposure is on (it takes their no-digit pieces); else None."""
-    if config.touching_pairs <= 0 or config.outlier_exposure <= 0:
-        return None
-    from .ood import touching_pairs
-
-    if log is not None:
-        log(f"drawing {config.touching_pairs:,} pairs of touching training digits and their candidate cuts")
-    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
-    return touching_pairs(pixels, splits.y_train, config.touching_pairs, seed=config.seed,
-                          workers=min(8, os.cpu_count() or 1))
-
-
-def _outlier_exposure(config: Config, model: Any, log: Callable[[str], None] | None, pairs: Any = None
-                      ) -> np.ndarray | None:
-    """With outlier exposure on: the non-digit model inputs to mix in (with the no-digit pieces of
-    `pairs`, `ood.TouchingPairs`), and `model` recompiled for them (categorical CE on soft targets,
-    accuracy counted on digits only). Else None."""
-    if config.outlier_exposure <= 0:
-        return None
-    from .ood import digit_accuracy, outlier_inputs
-
-    if log is not None:
-        log(f"drawing {config.outlier_images:,} non-digit images for outlier exposure")
-    images = outlier_inputs(config.outlier_images)
-    if pairs is not None:
-        images = np.concatenate([images, pairs.whole, pairs.fragments])
-    outliers = to_model_input(images, scale=config.scale)
-    keras = backend.keras()
-    model.compile(optimizer=model.optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing),
-                  metrics=[digit_accuracy()()])
-    return outliers
 
 
 def train_ensemble(config: Config, splits: Splits, run_dir: str | Path, *, progress: bool | None = None,
