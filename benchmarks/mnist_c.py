@@ -279,18 +279,6 @@ SEVERITY = {
     "spatter": "4: mud, sigma 1 and 1.5", "dotted_line": "one setting", "zigzag": "one setting",
     "canny_edges": "one setting: sigma 1, thresholds 0.1 / 0.2"}
 
-# What each does to the picture (facts about the images, whatever the model), for the notes.
-EFFECT = {
-    "shot_noise": "grainy strokes and speckles", "impulse_noise": "17% of pixels set to black or white",
-    "glass_blur": "strokes broken into speckle: blurred vertically, neighbours swapped",
-    "motion_blur": "strokes smeared a few pixels one way", "shear": "slanted", "scale": "shrunk to 0.7",
-    "rotate": "turned 23 degrees", "brightness": "background grey (128)", "translate": "moved 3 px",
-    "stripe": "the 7 columns at each side inverted: two white slabs beside the digit",
-    "fog": "grey clouds over everything; the digit keeps a quarter of its contrast",
-    "spatter": "grey blobs", "dotted_line": "a dotted line across", "zigzag": "a zigzag line drawn across the digit",
-    "canny_edges": "only the outlines of the strokes: hollow strokes"}
-
-
 def corrupt(name: str, images: np.ndarray, seed: int = 0) -> np.ndarray:
     """uint8 (N, 28, 28) MNIST digits -> the same, corrupted ("identity": a copy); image i's
     randomness depends only on (seed, corruption, i). The reference returns float32 in [0, 255];

@@ -305,9 +305,9 @@ def _pairs(x: np.ndarray, y: np.ndarray, ks: range, seed: int) -> TouchingPairs:
             continue  # not one group: the components part them, nothing to learn here
         whole.append(found.groups[0].digit)
         pieces = found.cut(0).stretches
-        ious = np.asarray([[_columns_iou(st.box[0], st.box[2], a0, a1) for a0, a1 in spans] for st in pieces])
-        if not len(pieces):
+        if not pieces:
             continue
+        ious = np.asarray([[_columns_iou(st.box[0], st.box[2], a0, a1) for a0, a1 in spans] for st in pieces])
         small = np.flatnonzero(ious.max(axis=1) < FRAGMENT)
         if small.size:
             fragments.append(pieces[int(r.choice(small))].digit)
