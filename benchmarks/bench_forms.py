@@ -8,8 +8,9 @@ Generates --n images of each kind (`benchmarks/forms.py`) from MNIST test digits
 with seed 1 (the reported set; --dev: digits 0-4999 with seed 0, the set the code was tuned
 on), reads each with `Predictor.predict_number` (what `digitlab predict --number` does) and
 prints per kind the share of exactly read strings (and of strings whose digits the model reads
-right from their own MNIST arrays, one at a time: the ceiling without form or segmentation), the share of digits right (position by
-position, over the true string's length), and how many answers were flagged uncertain.
+right from their own MNIST arrays, one at a time: the ceiling without form or segmentation),
+the share of digits right (position by position, over the true string's length), and how many
+answers were flagged uncertain.
 --failures saves the misread images there; --write replaces the bench_forms section of
 BENCHMARKS.md (refused with --dev: only the held-out set is reported).
 """
