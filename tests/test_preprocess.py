@@ -33,6 +33,16 @@ def test_to_model_input_shapes_and_scale():
         to_model_input(np.zeros((2, 27, 28)))
 
 
+def test_to_pixels_undoes_to_model_input():
+    from digitlab.preprocess import to_pixels
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 28, 28)).astype(np.uint8)
+    back = to_pixels(to_model_input(x))
+    assert back.dtype == np.uint8 and back.shape == (3, 28, 28)
+    np.testing.assert_array_equal(back, x)
+    np.testing.assert_array_equal(to_pixels(to_model_input(x, scale=0.5), scale=0.5), x)
+
+
 # --------------------------------------------------------------------------- helpers
 
 

@@ -303,7 +303,7 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     UNCERTAIN_COVERAGE of both answered (the lower of the two), the
     not-a-digit threshold flags at most NOT_DIGIT_FPR of either (the higher).
     """
-    from ..preprocess import to_model_input
+    from ..preprocess import to_model_input, to_pixels
     from .ood import RENDERED_DIGITS, not_digit_score, not_digit_threshold, rendered_digits, uncertain_threshold
 
     y = np.asarray(y_val)
@@ -312,7 +312,7 @@ def calibrate_model(model: Any, config: Any, x_val: np.ndarray, y_val: np.ndarra
     temperature = fit_temperature(raw, y)
     calibrated = with_temperature(base, temperature)
     probs = predict(calibrated, x_val)
-    pixels = np.round(np.asarray(x_val)[..., 0] / config.scale).astype(np.uint8)
+    pixels = to_pixels(x_val, scale=config.scale)
     as_files = predict(calibrated, to_model_input(rendered_digits(pixels, RENDERED_DIGITS, seed=config.seed),
                                                   scale=config.scale))
     unsure = min(uncertain_threshold(probs), uncertain_threshold(as_files))

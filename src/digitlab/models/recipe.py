@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..config.settings import Config
-from ..preprocess import to_model_input
+from ..preprocess import to_model_input, to_pixels
 from . import backend
 
 
@@ -41,7 +41,7 @@ def _with_rendered_digits(config: Config, splits: Any, log: Callable[[str], None
     if log is not None:  # (at most one per training image: a fine-tuning run has few)
         n = min(config.rendered_digits, len(splits.x_train))
         log(f"drawing {n:,} training digits as image files and reading them back")
-    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
+    pixels = to_pixels(splits.x_train, scale=config.scale)
     extra, index = rendered_digits(pixels, config.rendered_digits, seed=config.seed, with_index=True)
     return (np.concatenate([splits.x_train, to_model_input(extra, scale=config.scale)]),
             np.concatenate([splits.y_train, splits.y_train[index]]))
@@ -56,7 +56,7 @@ def _touching_pairs(config: Config, splits: Any, log: Callable[[str], None] | No
 
     if log is not None:
         log(f"drawing {config.touching_pairs:,} pairs of touching training digits and their candidate cuts")
-    pixels = np.round(splits.x_train[..., 0] / config.scale).astype(np.uint8)
+    pixels = to_pixels(splits.x_train, scale=config.scale)
     return touching_pairs(pixels, splits.y_train, config.touching_pairs, seed=config.seed,
                           workers=min(8, os.cpu_count() or 1))
 

@@ -2,7 +2,7 @@
 
 One module per concern:
 
-    model_input   the contract every model is trained and served with (`to_model_input`)
+    model_input   the contract every model is trained and served with (`to_model_input`, and back: `to_pixels`)
     loading       bytes / paths / arrays / PIL images -> a checked, decoded image
     colour        any Pillow mode -> grey levels and an ink map (alpha, polarity)
     bands         bands of inverted polarity (light slabs beside a dark field) flipped back
@@ -24,7 +24,7 @@ from .digits import Box, Candidates, NumberGroups, find_digit, normalize_digit, 
 from .fit import COM_TARGET, FIELD, FIT_BOX, THIN_ABOVE, fit_to_mnist, is_mnist_like
 from .ink import InkMap, clean_ink
 from .loading import IMAGE_EXTENSIONS, MAX_BYTES, MAX_PIXELS, ImageSource, load_image
-from .model_input import MNIST_SCALE, to_model_input
+from .model_input import MNIST_SCALE, to_model_input, to_pixels
 from .ndimage import label_components
 
 __all__ = [
@@ -32,5 +32,5 @@ __all__ = [
     "MAX_PIXELS", "MIN_WORK_SIDE", "MNIST_SCALE", "THIN_ABOVE", "WORK_SIDE", "clean_ink", "detect_polarity", "find_digit",
     "fit_to_mnist", "is_mnist_like", "label_components", "load_image", "normalize_digit",
     "number_groups", "segment_digits",
-    "to_grayscale", "to_grayscale_ink", "to_model_input",
+    "to_grayscale", "to_grayscale_ink", "to_model_input", "to_pixels",
 ]

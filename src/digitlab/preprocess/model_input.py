@@ -29,3 +29,9 @@ def to_model_input(images: np.ndarray, *, scale: float = MNIST_SCALE) -> np.ndar
     # One multiply into a fresh float32 array: no float64 intermediate (half the memory).
     out = np.multiply(x, np.float32(scale), dtype=np.float32)
     return out[..., None]
+
+
+def to_pixels(inputs: np.ndarray, *, scale: float = MNIST_SCALE) -> np.ndarray:
+    """The inverse of `to_model_input`: model input (N, 28, 28, 1) -> uint8 (N, 28, 28) pixels,
+    e.g. to draw training digits as image files and read them back through preprocessing."""
+    return np.round(np.asarray(inputs)[..., 0] / scale).astype(np.uint8)
