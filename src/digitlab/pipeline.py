@@ -43,13 +43,13 @@ class RunResult:
     figures: dict[str, Path] = field(default_factory=dict)
 
 
-class _Timer:
+class Timer:
     """Collects named wall-clock durations, for the report and BENCHMARKS.md."""
 
     def __init__(self) -> None:
         self.timings: dict[str, float] = {}
 
-    def __call__(self, name: str) -> _Timer:
+    def __call__(self, name: str) -> Timer:
         self._name = name
         return self
 
@@ -84,9 +84,9 @@ def environment() -> dict[str, Any]:
     }
 
 
-def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, history: dict | None,
-                        timer: _Timer, *, command: str, base_metrics: dict[str, Any],
-                        figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
+def write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, history: dict | None,
+                       timer: Timer, *, command: str, base_metrics: dict[str, Any],
+                       figures: dict[str, Path], figures_and_report: bool = True, log: Log = _quiet) -> RunResult:
     """Evaluate `model` on the test set and write the summary and metrics, then
     (unless `figures_and_report` is off, as for `digitlab train`) figures and report."""
     from .models import calibration
@@ -126,7 +126,7 @@ def _write_eval_outputs(run_dir: Path, config: Config, model: Any, data: Any, hi
     return RunResult(run_dir=run_dir, metrics=metrics, timings=timer.timings, report=report_path, figures=figures)
 
 
-def _calibrate(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path) -> tuple[Any, Config, dict]:
+def calibrate_and_save(model: Any, config: Config, x_val: Any, y_val: Any, run_dir: Path) -> tuple[Any, Config, dict]:
     """The calibration step: temperature and thresholds fitted on the validation split, the
     calibrated model saved as the run's model and the config (with them) as its config.json.
     The model is written first: until the config names the thresholds, Predictor keeps its
@@ -200,7 +200,7 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
 
     config = _as_config(config, overrides)
     say = log or _quiet
-    timer = _Timer()
+    timer = Timer()
     t_start = time.perf_counter()
     check_writable_dir(config.out)  # a bad --out fails now, not after loading the data
     say(f"loading {config.data or 'MNIST'}")
@@ -284,15 +284,15 @@ def run(config: Config | str | None = None, *, command: str = "digitlab (Python 
             say(finetune.budget_line(budget))
         say("calibrating the confidence on the validation split")
         with timer("calibrate"):
-            model, config, base["calibration_fit"] = _calibrate(result.model, config, splits.x_val, splits.y_val,
-                                                            run_dir)
+            model, config, base["calibration_fit"] = calibrate_and_save(result.model, config, splits.x_val,
+                                                                        splits.y_val, run_dir)
         if config.init is not None:
             with timer("finetune_after"):
                 after = finetune.scores(model, config, data, reference)
             base["finetune"] = finetune.summary(config, init_file, before, after, data, reference, splits,
                                                      budget)
-        out = _write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
-                                  base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
+        out = write_eval_outputs(run_dir, config, model, data, result.history, timer, command=command,
+                                 base_metrics=base, figures=figures, figures_and_report=full_report, log=say)
     except KeyboardInterrupt:
         # Training finished, so the model is complete and saved: keep it usable.
         metrics = {**base, "evaluation": "interrupted"}
@@ -323,7 +323,7 @@ def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None
     from .models.architectures import load_model
 
     say = log or _quiet
-    timer = _Timer()
+    timer = Timer()
     run_dir = resolve_run(run, out)
     # Every JSON file of the run is read the same way: a damaged one is a clear error, before any work.
     history = read_json(run_dir / HISTORY_JSON, missing=None)
@@ -342,11 +342,11 @@ def evaluate_run(run: str | os.PathLike | None = None, *, out: str | None = None
     # Keep how the model was trained; recompute everything about the test set.
     base = {k: old[k] for k in ("preset", "interrupted", "epochs_planned", "epochs_completed", "best_epoch",
                                 "train_seconds", "seconds_per_epoch", "n_train", "n_val", "calibration_fit",
-                                "device", "finetune") if k in old}
+                                "device", "finetune", "ensemble") if k in old}
     # Exploration figures from the original run stay valid; evaluation ones are redrawn.
     figures = {p.name: p for p in sorted((run_dir / FIGURES_DIR).glob("*.png")) if p.is_file()}
-    return _write_eval_outputs(run_dir, config, model, dataset, history, timer, command=command,
-                               base_metrics={**base, "data_source": dataset.source}, figures=figures, log=say)
+    return write_eval_outputs(run_dir, config, model, dataset, history, timer, command=command,
+                              base_metrics={**base, "data_source": dataset.source}, figures=figures, log=say)
 
 
 def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = None,
@@ -366,6 +366,6 @@ def calibrate_run(run: str | os.PathLike | None = None, *, out: str | None = Non
     data = load_data(config, log=say)
     splits = make_splits(config, data, finetune.reference_sets(config, data)[1])
     say("calibrating the confidence on the validation split")
-    _, _, summary = _calibrate(model, config, splits.x_val, splits.y_val, run_dir)
+    _, _, summary = calibrate_and_save(model, config, splits.x_val, splits.y_val, run_dir)
     atomic_write_json(run_dir / METRICS_FILE, {**old, "calibration_fit": summary})
     return evaluate_run(run_dir, command=command, log=log)

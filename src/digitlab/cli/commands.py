@@ -233,6 +233,14 @@ def export(ctx: typer.Context, **o: Any) -> None:
     print_export(path, o["format"], o["quantize"])
 
 
+@command("ensemble")
+def ensemble(ctx: typer.Context, **o: Any) -> None:
+    """Average trained models into one (their soft vote), calibrated and evaluated in a run directory of its own."""
+    from ..runs.combine import combine_models
+
+    print_run_summary(combine_models(o["models"], name=o["name"], out=o["out"], command=_command_line(ctx), log=say), what="Ensemble")
+
+
 @command("compare")
 def compare(ctx: typer.Context, **o: Any) -> None:
     """Two runs side by side on the same test set: accuracy with an exact McNemar test, F1 per

@@ -151,6 +151,10 @@ OPTIONS: dict[str, Option] = {
     "run_b": _o("run_b", str, REQUIRED, (), "RUN_B", "Second run."),
     "compare_out": _o("out", Optional[str], None, ("--out", "-o"), "DIR",
                       "Also write compare.html, compare.json and disagreements.png into DIR (created if missing)."),
+    # ensemble
+    "ensemble_models": _o("models", list[str], REQUIRED, (), "MODELS",
+                          "Two or more trained models: 'pretrained', runs (name, directory or 'latest'), model "
+                          "directories or .keras files, trained with the same validation split."),
     # export
     "source": _o("source", Optional[str], None, (), "SOURCE",
                  "Run directory or name, model directory, or .keras file. (default: the latest run)"),
@@ -211,6 +215,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
                 "explain", "explain_method", "neighbours_dir", "predict_out", "predict_workers", "engine", "address", "runs_dir"),
     "neighbours": ("index_model", "out", "per_class", "rebuild"),
     "export": ("source", "format", "export_out", "quantize", "runs_dir"),
+    "ensemble": ("ensemble_models", "name", "out"),
     "compare": ("run_a", "run_b", "compare_out", "runs_dir", "runtime"),
     "serve": ("serve_model", "serve_runtime", "host", "port", "workers", "log_level", "access_log", "limit_concurrency",
               "timeout_keep_alive", "timeout_headers", "timeout_body", "allowed_host", "corrections", "corrections_max",

@@ -27,8 +27,14 @@ def print_run_summary(result: Any, *, what: str) -> None:
         else:
             say("Interrupted before the first epoch finished; nothing was saved.")
         return
-    say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
-        + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
+    members = m.get("ensemble") if isinstance(m.get("ensemble"), list) else None
+    if members:
+        say(f"{what} finished: {len(members)} models voting")
+        for i, e in enumerate(members):
+            say(f"  member {i}: {e.get('model')} (preset {e.get('preset')}), test accuracy {_pct(e.get('test_accuracy'))}")
+    else:
+        say(f"{what} finished: preset {m.get('preset')}, {m.get('epochs_completed', '?')} epochs"
+            + (f" in {m['train_seconds']:.1f} s" if m.get("train_seconds") is not None else ""))
     say(f"  test accuracy   {m['test_accuracy'] * 100:.2f}%  (model.evaluate)")
     say(f"  accuracy_score  {m['accuracy_score'] * 100:.2f}%  (sklearn, on argmax predictions)")
     say(f"  test loss       {m['test_loss']:.4f}")

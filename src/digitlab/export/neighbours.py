@@ -70,9 +70,18 @@ def embedding_model(model: Any) -> Any:
 
     keras = backend.keras()
     heads = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
+    members = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    if not heads and members:
+        # An ensemble: its members' features side by side, each scaled to unit length, so that the
+        # index's cosine similarity is the mean of the members' (each counts the same, whatever the
+        # scale of its features).
+        image = keras.Input(shape=tuple(model.inputs[0].shape[1:]), name="image")
+        features = [keras.layers.UnitNormalization(name=f"member_{i}_unit")(embedding_model(m)(image))
+                    for i, m in enumerate(members)]
+        return keras.Model(image, keras.layers.Concatenate(name="features")(features), name=f"{model.name}_embedding")
     if not heads:
-        raise ModelError(f"model {model.name!r} has no Dense class layer of its own (an ensemble averages its "
-                         f"members'); neighbours need one penultimate layer: build them for one member instead")
+        raise ModelError(f"model {model.name!r} has no Dense class layer of its own; neighbours need a "
+                         f"penultimate layer to compare images in")
     # One input tensor, not the list: called with an array, the sub-model then matches its structure.
     return keras.Model(model.inputs[0], heads[-1].input, name=f"{model.name}_embedding")
 

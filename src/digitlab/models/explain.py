@@ -8,7 +8,8 @@ float32 (N, 28, 28) heatmaps out (positive = evidence for the class), in bounded
                           fixed number of steps (IG_STEPS), trapezoid rule, so that the
                           attributions sum to score(x) - score(baseline) (completeness)
     gradcam               (Selvaraju et al. 2017) on the last convolution block's rectified
-                          maps, non-negative, upsampled bilinearly to 28x28
+                          maps, non-negative, upsampled bilinearly to 28x28 (an ensemble: the
+                          mean of its members')
     occlusion             (`occlusion.py`) needs only probabilities: any runtime (ONNX)
 
 The gradient methods run on the Keras model through `tf.GradientTape` in one `tf.function`
@@ -147,6 +148,10 @@ class GradientExplainer:
             conv = _last_conv_block(model)
         except ModelError as exc:
             conv, self._no_conv = None, str(exc)
+        # An ensemble's convolutions are inside its members, out of reach of its own graph: its
+        # Grad-CAM is the mean of its members' (each of its own logit for the class).
+        members = [layer for layer in model.layers if isinstance(layer, keras.Model)] if conv is None else []
+        self._members = [GradientExplainer(m, steps=steps) for m in members]
         outputs = [tensor] if conv is None else [tensor, conv]
         graph = keras.Model(model.inputs[0] if len(model.inputs) == 1 else model.inputs, outputs)
         spec = [tf.TensorSpec([None, 28, 28, 1], tf.float32), tf.TensorSpec([None], tf.int32)]
@@ -215,6 +220,8 @@ class GradientExplainer:
 
     def gradcam(self, x: Any, labels: Any) -> np.ndarray:
         """Grad-CAM heatmaps (N, 28, 28), non-negative."""
+        if not self._has_conv and self._members:
+            return np.mean([m.gradcam(x, labels) for m in self._members], axis=0).astype(np.float32)
         if not self._has_conv:
             raise ModelError(self._no_conv)
         x, labels = check_inputs(x, labels)

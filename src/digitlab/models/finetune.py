@@ -42,12 +42,10 @@ from ..config.classes import is_digit_classes
 from ..config.presets import FINETUNE_DEFAULTS
 from ..config.settings import Config
 from ..errors import ConfigError, ModelError
-from ..files.layout import MODEL_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-PRETRAINED = "pretrained"  # --init pretrained: the model shipped with digitlab
 # What a fine-tuning run decides for itself, not MODEL: the data and its split, where the run
 # goes, and the calibration (fitted again after fine-tuning); everything else (architecture,
 # classes, preprocessing, augmentation and other recipe fields) is MODEL's, then FINETUNE_DEFAULTS.
@@ -60,18 +58,9 @@ _MODEL_FIELDS = ("preset", "members", "classes", "image_size", "scale", "polarit
 
 def resolve_init(init: str, out: str | os.PathLike | None = None) -> Path:
     """The .keras file `--init` names: "pretrained", a run (name, directory, "latest") or a file."""
-    from ..runs.artifacts import pretrained_dir, resolve_model
+    from ..runs.artifacts import keras_model_file
 
-    try:
-        path = pretrained_dir() if init == PRETRAINED else resolve_model(init, out)
-    except ModelError as exc:
-        raise ModelError(f"--init {init}: {exc}") from None
-    model_file = path / MODEL_FILE if path.is_dir() else path
-    if model_file.suffix != ".keras" or not model_file.is_file():
-        where = f"no {MODEL_FILE} in {path}" if path.is_dir() else f"{path} is not a .keras model"
-        raise ModelError(f"--init {init}: {where}; fine-tuning starts from a Keras model "
-                         f"(a run directory, a model directory or a .keras file)")
-    return model_file
+    return keras_model_file(init, out, label=f"--init {init}", needs="fine-tuning starts from a Keras model")
 
 
 def finetune_config(init: str, *, preset: str | None = None, **overrides: Any) -> Config:

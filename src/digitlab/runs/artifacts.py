@@ -163,6 +163,24 @@ def resolve_model(model: str | os.PathLike | None = None, out: str | os.PathLike
     raise ModelError(f"model {str(model)!r} not found (expected a run directory, a model directory or a model file)")
 
 
+PRETRAINED = "pretrained"  # the name of the model shipped with digitlab (`--init pretrained`, `ensemble pretrained ...`)
+
+
+def keras_model_file(model: str | os.PathLike, out: str | os.PathLike | None = None, *, label: str,
+                     needs: str) -> Path:
+    """The .keras file `model` names: "pretrained", a run (name, directory, "latest") or a file; a
+    ModelError starting with `label` (the option, e.g. "--init X") saying `needs` when it is no Keras model."""
+    try:
+        path = pretrained_dir() if str(model) == PRETRAINED else resolve_model(model, out)
+    except ModelError as exc:
+        raise ModelError(f"{label}: {exc}") from None
+    model_file = path / MODEL_FILE if path.is_dir() else path
+    if model_file.suffix != ".keras" or not model_file.is_file():
+        where = f"no {MODEL_FILE} in {path}" if path.is_dir() else f"{path} is not a .keras model"
+        raise ModelError(f"{label}: {where}; {needs} (a run directory, a model directory or a .keras file)")
+    return model_file
+
+
 def model_id(path: Path) -> str | None:
     """A model file's id: the first 12 hex digits of its sha256 (None if it cannot be read)."""
     try:
