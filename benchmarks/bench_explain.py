@@ -139,7 +139,10 @@ def main() -> None:
         f"the shipped model, the first {args.n} MNIST test digits, each explained for its predicted class. "
         f"Deletion/insertion: AUC of the (calibrated) class probability over the share of the 784 pixels "
         f"blacked out / restored in order of attribution ({28} steps); ink is {ink_share:.1f}% of the pixels. "
-        "IG: 32 steps, trapezoid rule, of the logit; Grad-CAM: the last conv block (8x8), of the logit; "
+        f"IG: 32 steps, trapezoid rule, of the {gradients.target.score}; Grad-CAM: the last conv block (8x8), "
+        + (f"the mean of the {gradients.members} members' (each of its logit); " if gradients.members
+           else "of the logit; ")
+        +
         "occlusion: 4x4 windows, stride 3 (the default) or 2, of the log-odds, windows without ink skipped. "
         f"One ONNX model call on one image took {model_call:.2f} ms in this run.",
         "",

@@ -56,7 +56,10 @@ def test_shipped_pretrained_model_loads_and_scores(mnist):
 
     folder = resources.files("digitlab") / "pretrained"
     model, config = load_model(str(folder))
-    assert config.preset == SHIPPED_PRESET and model.count_params() == build_model(config).count_params()
+    # the vote of two `strong` networks (`digitlab ensemble`)
+    members = [layer for layer in model.layers if hasattr(layer, "layers")]
+    assert config.preset == SHIPPED_PRESET and config.members == len(members) == 2
+    assert all(m.count_params() == build_model(config).count_params() for m in members)
     recorded = json.loads((folder / "metrics.json").read_text())
     metrics = evaluate_model(model, mnist.x_test, mnist.y_test, scale=config.scale).metrics
     assert metrics["accuracy_score"] >= 0.995  # the bar for the shipped model

@@ -8,6 +8,7 @@ Predictor; a truncated last row is repaired; tar and zip archives give the folde
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 N_IMAGES = 2000  # enough that a run lasts a few seconds on 2 workers, so a kill lands mid-run
@@ -130,8 +132,14 @@ def test_csv_resume_repairs_a_truncated_last_row(digits, reference, tmp_path):
     assert all(len(r) == len(rows[0]) for r in body)
     assert sorted(r[0] for r in body) == sorted(str(p) for p in part.glob("*.png"))
     assert {r[0]: r[2] for r in body} == {k: v for k, v in reference.items() if "/part1/" in k}
-    # The CSV rows are those of `--csv`: the same file row for row (the order is the listing's).
-    assert sorted(whole.splitlines()) == sorted(out.read_bytes().splitlines())
+    # The CSV rows are those of `--csv`: the same file row for row (the order is the listing's), every
+    # field but the raw probabilities exact. Those may differ in the last bits (~1e-11): the resumed
+    # images are a smaller batch, and an ensemble's graph (the shipped model) sums in another order.
+    raw = [i for i, name in enumerate(csv_header(10)) if name.startswith("p") and name[1:].isdigit()]
+    before = {r[0]: r for r in csv.reader(io.StringIO(whole.decode()))}
+    for r in body:
+        assert [v for i, v in enumerate(r) if i not in raw] == [v for i, v in enumerate(before[r[0]]) if i not in raw]
+        np.testing.assert_allclose([float(r[i]) for i in raw], [float(before[r[0]][i]) for i in raw], rtol=0, atol=1e-7)
 
 
 def test_a_bad_image_is_one_error_row_and_the_exit_code_says_so(digits, tmp_path):

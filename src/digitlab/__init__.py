@@ -76,6 +76,7 @@ _FACADE = {
     "train": "digitlab.pipeline",
     "run": "digitlab.pipeline",
     "evaluate_run": "digitlab.pipeline",
+    "combine_models": "digitlab.combine",
     "export_model": "digitlab.export.exporter",
     "DigitlabError": "digitlab.errors",
 }

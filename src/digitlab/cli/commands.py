@@ -236,7 +236,7 @@ def export(ctx: typer.Context, **o: Any) -> None:
 @command("ensemble")
 def ensemble(ctx: typer.Context, **o: Any) -> None:
     """Average trained models into one (their soft vote), calibrated and evaluated in a run directory of its own."""
-    from ..runs.combine import combine_models
+    from ..combine import combine_models
 
     print_run_summary(combine_models(o["models"], name=o["name"], out=o["out"], command=_command_line(ctx), log=say), what="Ensemble")
 

@@ -193,6 +193,11 @@ class GradientExplainer:
         self._ig, self._cam, self._scores = ig, cam, scores
         self._has_conv = conv is not None
 
+    @property
+    def members(self) -> int:
+        """How many members' Grad-CAMs `gradcam` averages (0: the model's own last convolution)."""
+        return len(self._members)
+
     def scores(self, x: Any, labels: Any) -> np.ndarray:
         """The explained score (see `target`) of class `labels[i]` for each image, float32 (N,)."""
         x, labels = check_inputs(x, labels)

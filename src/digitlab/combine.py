@@ -3,8 +3,9 @@ evaluated like a trained run's model, in a run directory of its own.
 
 `--members N` trains N models of one recipe (only the seeds differ). Models of different
 recipes vote better where their mistakes differ: the shipped model pairs the plain recipe
-(clean digits, rejection of non-digits) with one trained on touching pairs (numbers on forms),
-and the vote reads both better than either alone (BENCHMARKS.md, "Numbers on forms").
+(clean digits, rejection of non-digits) with one trained on touching pairs (numbers on forms):
+the vote reads clean digits and non-digits better than either, and form numbers better than the
+first (BENCHMARKS.md, "Numbers on forms").
 
 The vote is `architectures.average_model` of the members as trained (their temperatures taken
 out), calibrated anew on the validation split: a mean of calibrated probabilities is not itself
@@ -23,9 +24,9 @@ import shutil
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..errors import ConfigError
-from ..files.atomic import atomic_write_json, read_json
-from ..files.layout import CONFIG_FILE, MEMBERS_DIR, METRICS_FILE, MODEL_FILE
+from .errors import ConfigError
+from .files.atomic import atomic_write_json, read_json
+from .files.layout import CONFIG_FILE, MEMBERS_DIR, METRICS_FILE, MODEL_FILE
 
 Log = Callable[[str], None]
 INPUT_FIELDS = ("classes", "image_size", "scale", "polarity")  # a model's input: every member must take the same
@@ -52,14 +53,14 @@ def combine_models(models: Sequence[str | os.PathLike], *, name: str | None = No
     """Average trained models ("pretrained", run names, run or model directories, .keras files) into one
     calibrated, evaluated model in a new run directory under `out` (the runs directory, where run names
     are looked up too; default: $DIGITLAB_RUNS, else ./runs); returns the `pipeline.RunResult`."""
-    from ..files.layout import default_runs_dir
-    from ..models.architectures import average_model, load_model
-    from ..models.calibration import without_temperature
-    from ..models.training import make_splits, save_model
-    from ..pipeline import Timer, calibrate_and_save, write_eval_outputs
-    from .artifacts import keras_model_file
-    from .directories import new_run_dir, set_latest
-    from .rundata import load_data
+    from .files.layout import default_runs_dir
+    from .models.architectures import average_model, load_model
+    from .models.calibration import without_temperature
+    from .models.training import make_splits, save_model
+    from .pipeline import Timer, calibrate_and_save, write_eval_outputs
+    from .runs.artifacts import keras_model_file
+    from .runs.directories import new_run_dir, set_latest
+    from .runs.rundata import load_data
 
     say = log or (lambda _msg: None)
     if len(models) < 2:
